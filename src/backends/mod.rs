@@ -1,0 +1,217 @@
+//! Pluggable backends: the only code that talks to managed services.
+//!
+//! A backend implements [`ServiceBackend`] for one *kind* (the `backend.kind` a plan
+//! names in `catalog.yaml`). Every method must be idempotent (create-if-absent,
+//! drop-if-present): the worker runs an operation again after a crash or a lost lease,
+//! and a platform's orphan mitigation deletes resources that were never completed.
+//! A library user registers their own kind in a [`BackendRegistry`] without touching
+//! bindery's code.
+
+pub mod postgres;
+pub mod sql_ident;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+/// What a backend is told about the instance it works on.
+#[derive(Debug, Clone, Copy)]
+pub struct InstanceSpec<'a> {
+    /// The platform's instance id: opaque, any string. Never use it raw in a name.
+    pub instance_id: &'a str,
+    /// The catalog service id.
+    pub service_id: &'a str,
+    /// The catalog plan id.
+    pub plan_id: &'a str,
+    /// The plan's `backend.settings` from `catalog.yaml`, already checked.
+    pub plan_settings: &'a Value,
+    /// The instance parameters, already validated against the plan's schema.
+    pub parameters: &'a Map<String, Value>,
+}
+
+/// An update: the instance as it will be, and what it was.
+#[derive(Debug, Clone, Copy)]
+pub struct UpdateSpec<'a> {
+    /// The instance with the target plan and the merged parameters.
+    pub target: InstanceSpec<'a>,
+    /// The plan settings before the update.
+    pub previous_plan_settings: &'a Value,
+    /// The parameters before the update.
+    pub previous_parameters: &'a Map<String, Value>,
+}
+
+/// A binding of an instance.
+#[derive(Debug, Clone, Copy)]
+pub struct BindingSpec<'a> {
+    /// The instance the binding belongs to.
+    pub instance: InstanceSpec<'a>,
+    /// The platform's binding id: opaque, any string.
+    pub binding_id: &'a str,
+    /// Binding parameters, already validated against the plan's bind schema.
+    pub parameters: &'a Map<String, Value>,
+}
+
+/// Credentials handed to an application: a flat map of strings with conventional
+/// keys (`uri`, `host`, `port`, `username`, `password`, ...), so that each key maps
+/// onto one key of a Kubernetes Secret. `Debug` never prints a value.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Credentials(pub BTreeMap<String, String>);
+
+impl Credentials {
+    /// Adds one entry.
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.0.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// The credentials as the JSON object of a bind response.
+    pub fn to_json(&self) -> Map<String, Value> {
+        self.0
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect()
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, "<redacted>")))
+            .finish()
+    }
+}
+
+/// Why a backend call did not succeed. Descriptions are shown to platform users:
+/// they must say what went wrong and what to do, and never carry a credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The managed server could not be reached or is overloaded; retrying may work.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The operation cannot succeed as asked; retrying will not help.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// One managed-service kind. Implementations are shared by every request and worker
+/// task, so they hold pools or clients, not per-call state.
+#[async_trait]
+pub trait ServiceBackend: Send + Sync + fmt::Debug {
+    /// Problems in a plan's `backend.settings`, one message each, checked at start-up.
+    fn check_plan_settings(&self, settings: &Value) -> Vec<String>;
+
+    /// A dashboard for the instance, known before provisioning starts (the spec wants
+    /// it in the first response, even a 202). Most backends have none.
+    fn dashboard_url(&self, _instance: &InstanceSpec<'_>) -> Option<String> {
+        None
+    }
+
+    /// Creates whatever the instance needs. Idempotent.
+    async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError>;
+
+    /// Applies a plan or parameter change. Idempotent.
+    async fn update(&self, change: &UpdateSpec<'_>) -> Result<(), BackendError>;
+
+    /// Removes everything the instance created, even with live connections. Idempotent:
+    /// succeeds when nothing is left, including when provisioning never finished.
+    async fn deprovision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError>;
+
+    /// Creates credentials for one binding. Run again, it may return new credentials:
+    /// only the last ones returned are handed out.
+    async fn bind(&self, binding: &BindingSpec<'_>) -> Result<Credentials, BackendError>;
+
+    /// Revokes one binding's credentials without disturbing other bindings. Idempotent.
+    async fn unbind(&self, binding: &BindingSpec<'_>) -> Result<(), BackendError>;
+}
+
+/// Checks a plan's settings for a kind that is known but has no server configured.
+pub type SettingsChecker = fn(&Value) -> Vec<String>;
+
+#[derive(Debug, Clone)]
+enum Entry {
+    Ready(Arc<dyn ServiceBackend>),
+    Unconfigured { checker: SettingsChecker, reason: String },
+}
+
+/// Maps the backend kinds named in `catalog.yaml` to implementations.
+#[derive(Debug, Clone, Default)]
+pub struct BackendRegistry {
+    entries: HashMap<String, Entry>,
+}
+
+/// What the registry knows about a kind.
+#[derive(Debug, Clone)]
+pub enum KindStatus {
+    /// Registered and usable.
+    Ready(Arc<dyn ServiceBackend>),
+    /// Known, but its server is not configured: plans of this kind are not served.
+    Unconfigured {
+        /// Validates settings all the same, so `check-catalog` catches mistakes.
+        checker: SettingsChecker,
+        /// Why it is not usable (shown in the start-up warning).
+        reason: String,
+    },
+    /// No such kind.
+    Unknown,
+}
+
+impl BackendRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers (or replaces) the implementation of `kind`.
+    pub fn register(&mut self, kind: &str, backend: Arc<dyn ServiceBackend>) -> &mut Self {
+        self.entries.insert(kind.to_owned(), Entry::Ready(backend));
+        self
+    }
+
+    /// Declares `kind` as known but not usable here, e.g. because no admin
+    /// connection is configured for its server.
+    pub fn declare_unconfigured(
+        &mut self,
+        kind: &str,
+        checker: SettingsChecker,
+        reason: impl Into<String>,
+    ) -> &mut Self {
+        self.entries.insert(
+            kind.to_owned(),
+            Entry::Unconfigured {
+                checker,
+                reason: reason.into(),
+            },
+        );
+        self
+    }
+
+    /// The status of `kind`.
+    pub fn status(&self, kind: &str) -> KindStatus {
+        match self.entries.get(kind) {
+            Some(Entry::Ready(b)) => KindStatus::Ready(b.clone()),
+            Some(Entry::Unconfigured { checker, reason }) => KindStatus::Unconfigured {
+                checker: *checker,
+                reason: reason.clone(),
+            },
+            None => KindStatus::Unknown,
+        }
+    }
+
+    /// The usable implementation of `kind`, if any.
+    pub fn get(&self, kind: &str) -> Option<Arc<dyn ServiceBackend>> {
+        match self.entries.get(kind) {
+            Some(Entry::Ready(b)) => Some(b.clone()),
+            _ => None,
+        }
+    }
+
+    /// Every kind the registry knows, sorted, for error messages.
+    pub fn kinds(&self) -> Vec<String> {
+        let mut kinds: Vec<String> = self.entries.keys().cloned().collect();
+        kinds.sort();
+        kinds
+    }
+}

@@ -1,0 +1,284 @@
+//! The broker: every OSB rule (idempotency, conflicts, sync or async, version-gated
+//! fields) as typed calls with typed outcomes. No HTTP types and no SQL here: the
+//! HTTP layer maps outcomes to status codes, the store keeps the state.
+
+mod bindings;
+mod fingerprint;
+mod input;
+mod instances;
+mod last_operation;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::backends::{BackendRegistry, ServiceBackend};
+use crate::catalog::{Execution as PlanExecution, Plan, SharedCatalog};
+use crate::crypto::Keyring;
+use crate::error::{BrokerError, BrokerResult};
+use crate::osb::{
+    ApiVersion, BindResponse, LastOperationResponse, OriginatingIdentity, ProvisionResponse,
+};
+use crate::store::{AuditEvent, NewOperation, OperationKind, OperationRecord, Store};
+use crate::worker::{Execution, Executor, RetryPolicy};
+
+/// What the broker knows about the request besides its body.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The negotiated API version.
+    pub version: ApiVersion,
+    /// Who on the platform asked, when the platform says so.
+    pub identity: Option<OriginatingIdentity>,
+    /// bindery's request id (for the audit trail and logs).
+    pub request_id: Option<String>,
+}
+
+impl RequestContext {
+    /// A context for `version` with no identity (tests, tools).
+    pub fn new(version: ApiVersion) -> Self {
+        Self {
+            version,
+            identity: None,
+            request_id: None,
+        }
+    }
+}
+
+/// Result of a provision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProvisionOutcome {
+    /// 201: this request provisioned the instance.
+    Created(ProvisionResponse),
+    /// 200: an identical instance exists.
+    AlreadyExists(ProvisionResponse),
+    /// 202: provisioning runs (or still runs) asynchronously.
+    Accepted(ProvisionResponse),
+}
+
+/// Result of an update.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateOutcome {
+    /// 200: applied (or nothing to change).
+    Updated,
+    /// 202: runs asynchronously.
+    Accepted {
+        /// Operation to poll.
+        operation: String,
+    },
+}
+
+/// Result of a deprovision or an unbind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeleteOutcome {
+    /// 200: deleted by this request.
+    Deleted,
+    /// 202: deletion runs asynchronously.
+    Accepted {
+        /// Operation to poll.
+        operation: String,
+    },
+}
+
+/// Result of a bind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BindOutcome {
+    /// 201: this request created the binding.
+    Created(BindResponse),
+    /// 200: an identical binding exists; same credentials.
+    AlreadyExists(BindResponse),
+}
+
+/// Result of a last_operation poll.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LastOperationOutcome {
+    /// 200 with a state.
+    State(LastOperationResponse),
+    /// 410: an asynchronous delete has finished.
+    Gone,
+}
+
+/// Settings of the broker layer.
+#[derive(Debug, Clone)]
+pub struct BrokerOptions {
+    /// Lease length for operations run inline.
+    pub lease: Duration,
+}
+
+impl Default for BrokerOptions {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The broker service. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    store: Store,
+    catalog: SharedCatalog,
+    backends: Arc<BackendRegistry>,
+    keyring: Arc<Keyring>,
+    executor: Executor,
+    /// This process's lease owner name, for operations run inline.
+    owner: Arc<str>,
+    /// Wakes this process's worker when work is queued.
+    wake: Arc<Notify>,
+    options: BrokerOptions,
+}
+
+impl Broker {
+    /// Builds the broker.
+    pub fn new(
+        store: Store,
+        catalog: SharedCatalog,
+        backends: Arc<BackendRegistry>,
+        keyring: Arc<Keyring>,
+        owner: Arc<str>,
+        wake: Arc<Notify>,
+        options: BrokerOptions,
+    ) -> Self {
+        let executor = Executor::new(
+            store.clone(),
+            catalog.clone(),
+            backends.clone(),
+            keyring.clone(),
+            options.lease,
+        );
+        Self {
+            store,
+            catalog,
+            backends,
+            keyring,
+            executor,
+            owner,
+            wake,
+            options,
+        }
+    }
+
+    /// The executor, for building a worker that shares this broker's parts.
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
+    /// The catalog served.
+    pub fn catalog(&self) -> &SharedCatalog {
+        &self.catalog
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Appends to the audit trail; a failure is logged, never fails the request.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_audit(
+        &self,
+        ctx: &RequestContext,
+        action: &str,
+        instance_id: &str,
+        binding_id: Option<&str>,
+        operation_id: Option<Uuid>,
+        status: u16,
+    ) {
+        let event = AuditEvent {
+            action,
+            instance_id,
+            binding_id,
+            operation_id,
+            status,
+            api_version: ctx.version.to_string(),
+            request_id: ctx.request_id.as_deref(),
+            platform: ctx.identity.as_ref().map(|i| i.platform.as_str()),
+            identity: ctx.identity.as_ref().map(|i| Value::Object(i.value.clone())),
+        };
+        if let Err(e) = self.store.record_audit_event(&event).await {
+            tracing::warn!(error = %e, action, "could not write an audit event");
+        }
+    }
+
+    fn backend_for(&self, plan: &Plan) -> BrokerResult<Arc<dyn ServiceBackend>> {
+        self.backends.get(&plan.backend_kind).ok_or_else(|| {
+            BrokerError::Internal(anyhow::anyhow!(
+                "plan {} names backend {} which is not registered",
+                plan.id,
+                plan.backend_kind
+            ))
+        })
+    }
+
+    /// Whether to answer 202 and run in the worker (true) or run inline (false).
+    fn runs_async(plan: &Plan, accepts_incomplete: bool) -> BrokerResult<bool> {
+        match (plan.execution, accepts_incomplete) {
+            (PlanExecution::Required, false) => Err(BrokerError::AsyncRequired),
+            (PlanExecution::Never, _) => Ok(false),
+            (_, accepts) => Ok(accepts),
+        }
+    }
+
+    fn new_operation<'a>(
+        &'a self,
+        kind: OperationKind,
+        instance_id: &'a str,
+        binding_id: Option<&'a str>,
+        request: Value,
+        plan: Option<&Plan>,
+        run_async: bool,
+    ) -> NewOperation<'a> {
+        NewOperation {
+            operation_id: Uuid::new_v4(),
+            instance_id,
+            binding_id,
+            kind,
+            request,
+            deadline: plan.map_or(Duration::from_secs(3600), |p| p.max_operation_duration),
+            inline_owner: (!run_async).then_some(&*self.owner),
+            lease: self.options.lease,
+        }
+    }
+
+    /// Runs a just-registered inline operation to its end. A failure is answered with
+    /// the operation's user-safe description: 503 when the managed server was down,
+    /// 502 when it refused.
+    async fn run_inline(&self, op: &NewOperation<'_>) -> BrokerResult<Option<crate::backends::Credentials>> {
+        let record = OperationRecord {
+            operation_id: op.operation_id,
+            instance_id: op.instance_id.to_owned(),
+            binding_id: op.binding_id.map(str::to_owned),
+            kind: op.kind,
+            state: crate::osb::OperationState::InProgress,
+            description: None,
+            request: op.request.clone(),
+            attempts: 1,
+            deadline_at: Utc::now() + op.deadline,
+        };
+        match self.executor.run(&record, &self.owner, RetryPolicy::FailFast).await? {
+            Execution::Succeeded(credentials) => Ok(credentials),
+            Execution::Failed {
+                description,
+                unavailable: true,
+            } => Err(BrokerError::Unavailable(description)),
+            Execution::Failed { description, .. } => Err(BrokerError::BackendFailed(description)),
+            Execution::Retrying(_) | Execution::LeaseLost => Err(BrokerError::Internal(anyhow::anyhow!(
+                "inline operation {} lost its lease",
+                op.operation_id
+            ))),
+        }
+    }
+
+    fn wake_worker(&self) {
+        self.wake.notify_one();
+    }
+}
+
+fn busy(what: &str) -> BrokerError {
+    BrokerError::Concurrency(format!(
+        "Another operation for this {what} is in progress; retry when it has finished."
+    ))
+}

@@ -1,0 +1,560 @@
+//! Every catalog rule of the OSB spec and of Kubernetes Service Catalog, checked at
+//! once so that an operator sees all problems in one run, each with its path.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::schema::ParameterSchema;
+use super::serve::CatalogBodies;
+use super::{Catalog, Execution, Plan, Service};
+use crate::backends::{BackendRegistry, KindStatus};
+
+/// Kubernetes Service Catalog rejects the whole catalog over an id or name longer than this.
+const MAX_ID_LEN: usize = 63;
+const DEFAULT_MAX_OPERATION: Duration = Duration::from_secs(60 * 60);
+
+const SERVICE_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "bindable",
+    "tags",
+    "requires",
+    "metadata",
+    "dashboard_client",
+    "plan_updateable",
+    "instances_retrievable",
+    "bindings_retrievable",
+    "allow_context_updates",
+    "plans",
+    "backend",
+];
+const PLAN_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "metadata",
+    "free",
+    "bindable",
+    "schemas",
+    "plan_updateable",
+    "maintenance_info",
+    "maximum_polling_duration",
+    "binding_rotatable",
+    "backend",
+    "asynchronous",
+    "requires_app",
+    "max_operation_duration",
+];
+/// Keys that configure bindery and are never served to platforms.
+pub(super) const BINDERY_KEYS: &[&str] = &[
+    "backend",
+    "asynchronous",
+    "requires_app",
+    "max_operation_duration",
+];
+const REQUIRES_VALUES: &[&str] = &["syslog_drain", "route_forwarding", "volume_mount"];
+
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, path: &str, message: impl AsRef<str>) {
+        self.0.push(format!("{path}: {}", message.as_ref()));
+    }
+}
+
+fn known_keys(map: &Map<String, Value>, allowed: &[&str], path: &str, p: &mut Problems) {
+    for key in map.keys() {
+        if !allowed.contains(&key.as_str()) {
+            p.add(
+                &format!("{path}.{key}"),
+                format!("unknown field; expected one of {}", allowed.join(", ")),
+            );
+        }
+    }
+}
+
+/// A required string that is 1 to 63 characters, with no surrounding whitespace.
+fn id_like(map: &Map<String, Value>, key: &str, path: &str, p: &mut Problems) -> Option<String> {
+    let path = format!("{path}.{key}");
+    match map.get(key) {
+        None => p.add(&path, "is required"),
+        Some(Value::String(s)) if s.trim().is_empty() => p.add(&path, "must not be empty"),
+        Some(Value::String(s)) if s.chars().count() > MAX_ID_LEN => p.add(
+            &path,
+            format!("is {} characters; at most {MAX_ID_LEN} are allowed (Kubernetes Service Catalog rejects longer ones)", s.chars().count()),
+        ),
+        Some(Value::String(s)) if s.trim() != s => {
+            p.add(&path, "must not start or end with whitespace")
+        }
+        Some(Value::String(s)) => return Some(s.clone()),
+        Some(_) => p.add(&path, "must be a string"),
+    }
+    None
+}
+
+/// Names must be CLI-friendly in the 2.13 sense: lowercase letters, digits, hyphens.
+fn name(map: &Map<String, Value>, path: &str, p: &mut Problems) -> Option<String> {
+    let value = id_like(map, "name", path, p)?;
+    if value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        Some(value)
+    } else {
+        p.add(
+            &format!("{path}.name"),
+            format!("`{value}` may contain only lowercase letters, digits and hyphens (OSB 2.13)"),
+        );
+        None
+    }
+}
+
+fn description(map: &Map<String, Value>, path: &str, p: &mut Problems) {
+    let path = format!("{path}.description");
+    match map.get("description") {
+        None => p.add(&path, "is required"),
+        Some(Value::String(s)) if s.trim().is_empty() => p.add(&path, "must not be empty"),
+        Some(Value::String(_)) => {}
+        Some(_) => p.add(&path, "must be a string"),
+    }
+}
+
+fn opt_bool(map: &Map<String, Value>, key: &str, path: &str, p: &mut Problems) -> Option<bool> {
+    match map.get(key) {
+        None => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            p.add(&format!("{path}.{key}"), "must be true or false");
+            None
+        }
+    }
+}
+
+fn opt_object(map: &Map<String, Value>, key: &str, path: &str, p: &mut Problems) {
+    if let Some(v) = map.get(key)
+        && !v.is_object()
+    {
+        p.add(&format!("{path}.{key}"), "must be an object");
+    }
+}
+
+fn string_array(map: &Map<String, Value>, key: &str, path: &str, p: &mut Problems) -> Vec<String> {
+    let mut out = Vec::new();
+    match map.get(key) {
+        None => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(s) if !s.is_empty() => out.push(s.clone()),
+                    _ => p.add(&format!("{path}.{key}[{i}]"), "must be a non-empty string"),
+                }
+            }
+        }
+        Some(_) => p.add(&format!("{path}.{key}"), "must be a list of strings"),
+    }
+    out
+}
+
+/// Builds the catalog, or returns every problem found.
+pub(super) fn build(document: &Value, registry: &BackendRegistry) -> Result<Catalog, Vec<String>> {
+    let mut p = Problems(Vec::new());
+    let Some(root) = document.as_object() else {
+        return Err(vec!["(root): must be a mapping with a `services` list".to_owned()]);
+    };
+    known_keys(root, &["services"], "(root)", &mut p);
+    let services_raw: &[Value] = match root.get("services") {
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            p.add("services", "must be a list");
+            &[]
+        }
+        None => {
+            p.add("services", "is required (it may be an empty list)");
+            &[]
+        }
+    };
+
+    let mut seen_ids: HashMap<String, String> = HashMap::new();
+    let mut seen_service_names: HashMap<String, String> = HashMap::new();
+    let mut services = Vec::new();
+    let mut served_documents = Vec::new();
+    let mut unconfigured_warnings: Vec<String> = Vec::new();
+
+    for (si, raw_service) in services_raw.iter().enumerate() {
+        let path = format!("services[{si}]");
+        let Some(service_map) = raw_service.as_object() else {
+            p.add(&path, "must be a mapping");
+            continue;
+        };
+        known_keys(service_map, SERVICE_KEYS, &path, &mut p);
+        let id = id_like(service_map, "id", &path, &mut p);
+        let service_name = name(service_map, &path, &mut p);
+        description(service_map, &path, &mut p);
+        let bindable = match service_map.get("bindable") {
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                p.add(&format!("{path}.bindable"), "must be true or false");
+                false
+            }
+            None => {
+                p.add(&format!("{path}.bindable"), "is required");
+                false
+            }
+        };
+        string_array(service_map, "tags", &path, &mut p);
+        for (i, req) in string_array(service_map, "requires", &path, &mut p)
+            .iter()
+            .enumerate()
+        {
+            if !REQUIRES_VALUES.contains(&req.as_str()) {
+                p.add(
+                    &format!("{path}.requires[{i}]"),
+                    format!("`{req}` is not one of {}", REQUIRES_VALUES.join(", ")),
+                );
+            }
+        }
+        opt_object(service_map, "metadata", &path, &mut p);
+        if let Some(client) = service_map.get("dashboard_client") {
+            let cpath = format!("{path}.dashboard_client");
+            match client.as_object() {
+                Some(c) => {
+                    known_keys(c, &["id", "secret", "redirect_uri"], &cpath, &mut p);
+                    for key in ["id", "secret"] {
+                        match c.get(key) {
+                            Some(Value::String(s)) if !s.trim().is_empty() => {}
+                            _ => p.add(&format!("{cpath}.{key}"), "must be a non-empty string"),
+                        }
+                    }
+                }
+                None => p.add(&cpath, "must be a mapping"),
+            }
+        }
+        let plan_updateable = opt_bool(service_map, "plan_updateable", &path, &mut p).unwrap_or(false);
+        let instances_retrievable =
+            opt_bool(service_map, "instances_retrievable", &path, &mut p).unwrap_or(false);
+        let bindings_retrievable =
+            opt_bool(service_map, "bindings_retrievable", &path, &mut p).unwrap_or(false);
+        opt_bool(service_map, "allow_context_updates", &path, &mut p);
+        let service_backend = service_map.get("backend");
+
+        if let Some(id) = &id
+            && let Some(first) = seen_ids.insert(id.clone(), format!("{path}.id"))
+        {
+            p.add(&format!("{path}.id"), format!("`{id}` is already used at {first}"));
+        }
+        if let Some(n) = &service_name
+            && let Some(first) = seen_service_names.insert(n.clone(), format!("{path}.name"))
+        {
+            p.add(&format!("{path}.name"), format!("`{n}` is already used at {first}"));
+        }
+
+        let plans_raw: &[Value] = match service_map.get("plans") {
+            Some(Value::Array(items)) if !items.is_empty() => items,
+            Some(Value::Array(_)) => {
+                p.add(&format!("{path}.plans"), "needs at least one plan");
+                &[]
+            }
+            Some(_) => {
+                p.add(&format!("{path}.plans"), "must be a list");
+                &[]
+            }
+            None => {
+                p.add(&format!("{path}.plans"), "is required (at least one plan)");
+                &[]
+            }
+        };
+
+        let mut plan_names: HashMap<String, String> = HashMap::new();
+        let mut plans = Vec::new();
+        let mut served_plans = Vec::new();
+        for (pi, raw_plan) in plans_raw.iter().enumerate() {
+            let ppath = format!("{path}.plans[{pi}]");
+            let Some(plan_map) = raw_plan.as_object() else {
+                p.add(&ppath, "must be a mapping");
+                continue;
+            };
+            known_keys(plan_map, PLAN_KEYS, &ppath, &mut p);
+            let plan_id = id_like(plan_map, "id", &ppath, &mut p);
+            let plan_name = name(plan_map, &ppath, &mut p);
+            description(plan_map, &ppath, &mut p);
+            opt_object(plan_map, "metadata", &ppath, &mut p);
+            opt_bool(plan_map, "free", &ppath, &mut p);
+            let plan_bindable = opt_bool(plan_map, "bindable", &ppath, &mut p);
+            let plan_plan_updateable = opt_bool(plan_map, "plan_updateable", &ppath, &mut p);
+            opt_bool(plan_map, "binding_rotatable", &ppath, &mut p);
+            let requires_app = opt_bool(plan_map, "requires_app", &ppath, &mut p).unwrap_or(false);
+            if let Some(v) = plan_map.get("maximum_polling_duration")
+                && v.as_u64().is_none_or(|n| n == 0)
+            {
+                p.add(&format!("{ppath}.maximum_polling_duration"), "must be a positive whole number of seconds");
+            }
+            let max_operation_duration = match plan_map.get("max_operation_duration") {
+                None => DEFAULT_MAX_OPERATION,
+                Some(v) => match v.as_u64() {
+                    Some(secs) if secs > 0 => Duration::from_secs(secs),
+                    _ => {
+                        p.add(&format!("{ppath}.max_operation_duration"), "must be a positive whole number of seconds");
+                        DEFAULT_MAX_OPERATION
+                    }
+                },
+            };
+            let maintenance_version = match plan_map.get("maintenance_info") {
+                None => None,
+                Some(Value::Object(mi)) => {
+                    known_keys(mi, &["version", "description"], &format!("{ppath}.maintenance_info"), &mut p);
+                    match mi.get("version") {
+                        Some(Value::String(v)) if is_semver(v) => Some(v.clone()),
+                        _ => {
+                            p.add(&format!("{ppath}.maintenance_info.version"), "is required and must be a SemVer 2.0 version such as 1.2.0");
+                            None
+                        }
+                    }
+                }
+                Some(_) => {
+                    p.add(&format!("{ppath}.maintenance_info"), "must be a mapping");
+                    None
+                }
+            };
+            let execution = match plan_map.get("asynchronous") {
+                None => Execution::Preferred,
+                Some(Value::String(s)) => match s.as_str() {
+                    "preferred" => Execution::Preferred,
+                    "required" => Execution::Required,
+                    "never" => Execution::Never,
+                    other => {
+                        p.add(&format!("{ppath}.asynchronous"), format!("`{other}` is not one of preferred, required, never"));
+                        Execution::Preferred
+                    }
+                },
+                Some(_) => {
+                    p.add(&format!("{ppath}.asynchronous"), "must be one of preferred, required, never");
+                    Execution::Preferred
+                }
+            };
+
+            if let Some(plan_id) = &plan_id
+                && let Some(first) = seen_ids.insert(plan_id.clone(), format!("{ppath}.id"))
+            {
+                p.add(&format!("{ppath}.id"), format!("`{plan_id}` is already used at {first} (service and plan ids must be globally unique)"));
+            }
+            if let Some(n) = &plan_name
+                && let Some(first) = plan_names.insert(n.clone(), format!("{ppath}.name"))
+            {
+                p.add(&format!("{ppath}.name"), format!("`{n}` is already used at {first} in this service"));
+            }
+
+            let schemas = plan_schemas(plan_map, &ppath, &mut p);
+            let (kind, settings, usable) =
+                plan_backend(service_backend, plan_map.get("backend"), &ppath, registry, &mut p, &mut unconfigured_warnings);
+
+            let (Some(plan_id), Some(plan_name), Some(kind)) = (plan_id, plan_name, kind) else {
+                continue;
+            };
+            if !usable {
+                continue;
+            }
+            served_plans.push(strip_bindery_keys(plan_map));
+            plans.push(Plan {
+                id: plan_id,
+                name: plan_name,
+                bindable: plan_bindable.unwrap_or(bindable),
+                plan_updateable: plan_plan_updateable.unwrap_or(plan_updateable),
+                backend_kind: kind,
+                backend_settings: settings,
+                execution,
+                requires_app,
+                max_operation_duration,
+                maintenance_version,
+                create_schema: schemas.0,
+                update_schema: schemas.1,
+                bind_schema: schemas.2,
+            });
+        }
+
+        let (Some(id), Some(service_name)) = (id, service_name) else {
+            continue;
+        };
+        if plans.is_empty() {
+            // Every plan was left out because its backend is not configured here.
+            continue;
+        }
+        let mut served = strip_bindery_keys(service_map);
+        served.insert("plans".to_owned(), Value::Array(served_plans.into_iter().map(Value::Object).collect()));
+        served_documents.push(Value::Object(served));
+        services.push(Service {
+            id,
+            name: service_name,
+            bindable,
+            plan_updateable,
+            instances_retrievable,
+            bindings_retrievable,
+            plans,
+        });
+    }
+
+    if !p.0.is_empty() {
+        return Err(p.0);
+    }
+    for warning in unconfigured_warnings {
+        tracing::warn!("{warning}");
+    }
+    let service_index = services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.clone(), i))
+        .collect();
+    Ok(Catalog {
+        bodies: CatalogBodies::build(&served_documents),
+        services,
+        service_index,
+    })
+}
+
+type PlanSchemas = (
+    Option<ParameterSchema>,
+    Option<ParameterSchema>,
+    Option<ParameterSchema>,
+);
+
+fn plan_schemas(plan: &Map<String, Value>, path: &str, p: &mut Problems) -> PlanSchemas {
+    let mut out: PlanSchemas = (None, None, None);
+    let Some(schemas) = plan.get("schemas") else {
+        return out;
+    };
+    let spath = format!("{path}.schemas");
+    let Some(schemas) = schemas.as_object() else {
+        p.add(&spath, "must be a mapping");
+        return out;
+    };
+    known_keys(schemas, &["service_instance", "service_binding"], &spath, p);
+    let mut compile = |group: &str, action: &str| -> Option<ParameterSchema> {
+        let g = schemas.get(group)?;
+        let gpath = format!("{spath}.{group}");
+        let Some(g) = g.as_object() else {
+            p.add(&gpath, "must be a mapping");
+            return None;
+        };
+        let allowed: &[&str] = if group == "service_instance" { &["create", "update"] } else { &["create"] };
+        if action == "create" {
+            known_keys(g, allowed, &gpath, p);
+        }
+        let a = g.get(action)?;
+        let apath = format!("{gpath}.{action}");
+        let Some(a) = a.as_object() else {
+            p.add(&apath, "must be a mapping with `parameters`");
+            return None;
+        };
+        known_keys(a, &["parameters"], &apath, p);
+        let params = a.get("parameters")?;
+        let ppath = format!("{apath}.parameters");
+        if !params.is_object() {
+            p.add(&ppath, "must be a JSON Schema object");
+            return None;
+        }
+        match ParameterSchema::compile(params) {
+            Ok(s) => Some(s),
+            Err(problems) => {
+                for problem in problems {
+                    p.add(&ppath, problem);
+                }
+                None
+            }
+        }
+    };
+    out.0 = compile("service_instance", "create");
+    out.1 = compile("service_instance", "update");
+    out.2 = compile("service_binding", "create");
+    out
+}
+
+/// Resolves a plan's backend: kind from the plan or the service, settings merged
+/// (plan keys win). Returns (kind, settings, usable here).
+fn plan_backend(
+    service_backend: Option<&Value>,
+    plan_backend: Option<&Value>,
+    path: &str,
+    registry: &BackendRegistry,
+    p: &mut Problems,
+    warnings: &mut Vec<String>,
+) -> (Option<String>, Value, bool) {
+    let mut kind = None;
+    let mut settings = Map::new();
+    for (source, source_path) in [
+        (service_backend, path.rsplit_once(".plans").map(|(s, _)| format!("{s}.backend")).unwrap_or_default()),
+        (plan_backend, format!("{path}.backend")),
+    ] {
+        let Some(source) = source else { continue };
+        let Some(map) = source.as_object() else {
+            p.add(&source_path, "must be a mapping with `kind` and optional `settings`");
+            continue;
+        };
+        known_keys(map, &["kind", "settings"], &source_path, p);
+        match map.get("kind") {
+            Some(Value::String(k)) if !k.is_empty() => kind = Some(k.clone()),
+            Some(_) => p.add(&format!("{source_path}.kind"), "must be a non-empty string"),
+            None => {}
+        }
+        match map.get("settings") {
+            Some(Value::Object(s)) => settings.extend(s.clone()),
+            Some(_) => p.add(&format!("{source_path}.settings"), "must be a mapping"),
+            None => {}
+        }
+    }
+    let Some(kind) = kind else {
+        p.add(&format!("{path}.backend.kind"), "is required (on the plan or its service)");
+        return (None, Value::Null, false);
+    };
+    let settings = Value::Object(settings);
+    let (problems, usable) = match registry.status(&kind) {
+        KindStatus::Ready(backend) => (backend.check_plan_settings(&settings), true),
+        KindStatus::Unconfigured { checker, reason } => {
+            warnings.push(format!("plan at {path} is not served: backend `{kind}` is not configured ({reason})"));
+            (checker(&settings), false)
+        }
+        KindStatus::Unknown => {
+            p.add(
+                &format!("{path}.backend.kind"),
+                format!("`{kind}` is not a backend kind; known kinds: {}", registry.kinds().join(", ")),
+            );
+            return (None, Value::Null, false);
+        }
+    };
+    for problem in problems {
+        p.add(&format!("{path}.backend.settings"), problem);
+    }
+    (Some(kind), settings, usable)
+}
+
+fn strip_bindery_keys(map: &Map<String, Value>) -> Map<String, Value> {
+    map.iter()
+        .filter(|(k, _)| !super::validate::BINDERY_KEYS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// SemVer 2.0: MAJOR.MINOR.PATCH with optional pre-release and build parts.
+fn is_semver(v: &str) -> bool {
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|p| {
+            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (p.len() == 1 || !p.starts_with('0'))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn semver_rules() {
+        assert!(is_semver("1.0.0"));
+        assert!(is_semver("1.2.3-rc.1+build"));
+        assert!(!is_semver("1.0"));
+        assert!(!is_semver("01.0.0"));
+        assert!(!is_semver("a.b.c"));
+    }
+}

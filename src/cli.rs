@@ -1,0 +1,102 @@
+//! The command line: `bindery serve | migrate | check-catalog`.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::load_catalog;
+use crate::config::Settings;
+use crate::startup::{Application, builtin_backends};
+use crate::store::{Store, StoreOptions, connect_options, ensure_database};
+
+/// bindery, an Open Service Broker.
+#[derive(Debug, Parser)]
+#[command(name = "bindery", version, about, long_about = None)]
+pub struct Cli {
+    /// YAML configuration file; environment variables override it (see docs/configuration.md).
+    #[arg(long, global = true, env = "BINDERY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply migrations, validate the catalog and serve the OSB API with the worker.
+    Serve,
+    /// Create bindery's database if needed and apply pending migrations, then exit.
+    Migrate,
+    /// Validate a catalog file and list every problem, then exit (non-zero on problems).
+    CheckCatalog {
+        /// Catalog to check; default: the configured catalog (BINDERY_CATALOG).
+        file: Option<PathBuf>,
+    },
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    crate::telemetry::init(&settings.log.filter, &settings.log.format);
+    match cli.command {
+        Command::Serve => serve(&settings).await,
+        Command::Migrate => {
+            let options = connect_options(settings.database_url.expose_secret())?;
+            ensure_database(&options).await?;
+            Store::connect_lazy(options, &StoreOptions::default()).migrate().await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::CheckCatalog { file } => {
+            let path = file.unwrap_or_else(|| settings.catalog.clone());
+            let registry = builtin_backends(&settings)?;
+            let catalog = load_catalog(&path, &registry)?;
+            let plans: usize = catalog.services().iter().map(|s| s.plans.len()).sum();
+            println!(
+                "{}: valid ({} services, {plans} plans served here)",
+                path.display(),
+                catalog.services().len()
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    let registry = builtin_backends(settings)?;
+    let app = Application::build(settings, registry).await?;
+    tracing::info!(port = app.port(), "bindery is serving the OSB API");
+    let stop = CancellationToken::new();
+    let signal_stop = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested; finishing in-flight work");
+        signal_stop.cancel();
+    });
+    app.run_until_stopped(stop, true).await.context("serving")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,362 @@
+//! Configuration: defaults, then an optional YAML file, then environment variables.
+//!
+//! Every environment variable is listed once in [`ENVIRONMENT`], with the setting it
+//! fills; each secret also has a `<NAME>_FILE` form that reads the value from a file
+//! (a mounted Kubernetes Secret). Secrets are `SecretString`s, so `Debug` never shows
+//! them, and nothing here prints a value.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// One environment variable: its name, the setting it fills (dotted path), whether it
+/// is a secret (then `<NAME>_FILE` works too), and what it means.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvVar {
+    /// Variable name.
+    pub name: &'static str,
+    /// Dotted path of the setting in the YAML file.
+    pub path: &'static str,
+    /// True for secrets.
+    pub secret: bool,
+    /// Value type, for parsing.
+    pub kind: EnvKind,
+    /// One-line meaning.
+    pub help: &'static str,
+}
+
+/// How an environment value is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvKind {
+    /// Taken as is.
+    Text,
+    /// A whole number.
+    Number,
+}
+
+/// Every environment variable bindery reads.
+pub const ENVIRONMENT: &[EnvVar] = &[
+    EnvVar { name: "DATABASE_URL", path: "database_url", secret: true, kind: EnvKind::Text, help: "PostgreSQL URL of bindery's own state database (created if missing)" },
+    EnvVar { name: "BINDERY_LISTEN", path: "listen", secret: false, kind: EnvKind::Text, help: "address:port the OSB API listens on" },
+    EnvVar { name: "BINDERY_CATALOG", path: "catalog", secret: false, kind: EnvKind::Text, help: "path of catalog.yaml" },
+    EnvVar { name: "BINDERY_USERNAME", path: "auth.username", secret: false, kind: EnvKind::Text, help: "basic-auth user name platforms use" },
+    EnvVar { name: "BINDERY_PASSWORD", path: "auth.password", secret: true, kind: EnvKind::Text, help: "basic-auth password platforms use" },
+    EnvVar { name: "BINDERY_MIN_API_VERSION", path: "min_api_version", secret: false, kind: EnvKind::Text, help: "lowest X-Broker-API-Version accepted (2.13 or later)" },
+    EnvVar { name: "BINDERY_ENCRYPTION_KEYS", path: "encryption_keys", secret: true, kind: EnvKind::Text, help: "label:base64key[,label:base64key...]; the first key encrypts, all decrypt" },
+    EnvVar { name: "BINDERY_MAX_BODY_BYTES", path: "max_body_bytes", secret: false, kind: EnvKind::Number, help: "largest request body accepted (413 above)" },
+    EnvVar { name: "BINDERY_LOG", path: "log.filter", secret: false, kind: EnvKind::Text, help: "log filter, e.g. info or bindery=debug" },
+    EnvVar { name: "BINDERY_LOG_FORMAT", path: "log.format", secret: false, kind: EnvKind::Text, help: "text or json" },
+    EnvVar { name: "BINDERY_DATABASE_MAX_CONNECTIONS", path: "database_max_connections", secret: false, kind: EnvKind::Number, help: "size of the state database pool" },
+    EnvVar { name: "BINDERY_WORKER_CONCURRENCY", path: "worker.concurrency", secret: false, kind: EnvKind::Number, help: "operations run at once by this process" },
+    EnvVar { name: "BINDERY_LEASE_SECONDS", path: "worker.lease_seconds", secret: false, kind: EnvKind::Number, help: "operation lease; another replica takes over after it expires" },
+    EnvVar { name: "BINDERY_SHUTDOWN_GRACE_SECONDS", path: "worker.shutdown_grace_seconds", secret: false, kind: EnvKind::Number, help: "time running operations get to finish on SIGTERM" },
+    EnvVar { name: "BINDERY_POSTGRES_ADMIN_URL", path: "backends.postgresql.admin_url", secret: true, kind: EnvKind::Text, help: "admin connection of the PostgreSQL server that hosts instances; unset = postgresql plans not served" },
+    EnvVar { name: "BINDERY_POSTGRES_CREDENTIALS_HOST", path: "backends.postgresql.credentials_host", secret: false, kind: EnvKind::Text, help: "host written into PostgreSQL credentials (default: the admin URL's host)" },
+    EnvVar { name: "BINDERY_POSTGRES_CREDENTIALS_PORT", path: "backends.postgresql.credentials_port", secret: false, kind: EnvKind::Number, help: "port written into PostgreSQL credentials (default: the admin URL's port)" },
+    EnvVar { name: "BINDERY_POSTGRES_NAME_PREFIX", path: "backends.postgresql.name_prefix", secret: false, kind: EnvKind::Text, help: "prefix of generated database and role names" },
+];
+
+/// All settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where the OSB API listens.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// bindery's own database.
+    #[serde(default = "default_database_url")]
+    pub database_url: SecretString,
+    /// Pool size for bindery's database.
+    #[serde(default = "default_pool")]
+    pub database_max_connections: u32,
+    /// Path of catalog.yaml.
+    #[serde(default = "default_catalog")]
+    pub catalog: PathBuf,
+    /// Basic-auth credentials platforms must send.
+    #[serde(default)]
+    pub auth: AuthSettings,
+    /// Lowest API version accepted.
+    #[serde(default = "default_min_version")]
+    pub min_api_version: String,
+    /// Keys that encrypt credentials at rest (`label:base64,...`).
+    #[serde(default)]
+    pub encryption_keys: Option<SecretString>,
+    /// Largest request body.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogSettings,
+    /// The operation worker.
+    #[serde(default)]
+    pub worker: WorkerSettings,
+    /// Managed servers.
+    #[serde(default)]
+    pub backends: BackendSettings,
+}
+
+/// Basic auth.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// User name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<SecretString>,
+}
+
+/// Logging.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `tracing` filter directive.
+    #[serde(default = "default_log_filter")]
+    pub filter: String,
+    /// `text` or `json`.
+    #[serde(default = "default_log_format")]
+    pub format: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            filter: default_log_filter(),
+            format: default_log_format(),
+        }
+    }
+}
+
+/// The operation worker.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Operations at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Lease length in seconds.
+    #[serde(default = "default_lease")]
+    pub lease_seconds: u64,
+    /// Shutdown grace in seconds.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: default_concurrency(),
+            lease_seconds: default_lease(),
+            shutdown_grace_seconds: default_grace(),
+        }
+    }
+}
+
+/// Connection settings of managed servers, one section per backend kind.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSettings {
+    /// The PostgreSQL server that hosts `postgresql` instances.
+    pub postgresql: Option<PostgresSettings>,
+}
+
+/// The PostgreSQL backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSettings {
+    /// Admin connection URL.
+    pub admin_url: Option<SecretString>,
+    /// Host written into credentials.
+    pub credentials_host: Option<String>,
+    /// Port written into credentials.
+    pub credentials_port: Option<u16>,
+    /// Prefix of generated names.
+    pub name_prefix: Option<String>,
+}
+
+fn default_listen() -> SocketAddr {
+    "0.0.0.0:8080".parse().expect("valid default")
+}
+fn default_database_url() -> SecretString {
+    SecretString::from("postgres://postgres@127.0.0.1:5432/bindery")
+}
+fn default_pool() -> u32 {
+    16
+}
+fn default_catalog() -> PathBuf {
+    PathBuf::from("./catalog.yaml")
+}
+fn default_min_version() -> String {
+    "2.13".to_owned()
+}
+fn default_max_body() -> usize {
+    256 * 1024
+}
+fn default_log_filter() -> String {
+    "info".to_owned()
+}
+fn default_log_format() -> String {
+    "text".to_owned()
+}
+fn default_concurrency() -> usize {
+    8
+}
+fn default_lease() -> u64 {
+    30
+}
+fn default_grace() -> u64 {
+    20
+}
+
+impl Settings {
+    /// Loads settings from an optional YAML file and the process environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::load_from(file, |name| std::env::var(name).ok())
+    }
+
+    /// Loads settings with `env` as the environment (tests pass a map).
+    pub fn load_from(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let mut document = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read configuration file {}", path.display()))?;
+                let value: Value = serde_yaml::from_str(&text)
+                    .with_context(|| format!("configuration file {} is not valid YAML", path.display()))?;
+                match value {
+                    Value::Object(map) => map,
+                    Value::Null => Map::new(),
+                    _ => bail!("configuration file {} must be a mapping", path.display()),
+                }
+            }
+            None => Map::new(),
+        };
+        for var in ENVIRONMENT {
+            let value = match env(var.name) {
+                Some(v) => Some(v),
+                None if var.secret => match env(&format!("{}_FILE", var.name)) {
+                    Some(path) => Some(
+                        std::fs::read_to_string(&path)
+                            .with_context(|| format!("{}_FILE: cannot read {path}", var.name))?
+                            .trim_end_matches(['\n', '\r'])
+                            .to_owned(),
+                    ),
+                    None => None,
+                },
+                None => None,
+            };
+            let Some(value) = value else { continue };
+            let value = match var.kind {
+                EnvKind::Text => Value::String(value),
+                EnvKind::Number => Value::Number(
+                    value
+                        .trim()
+                        .parse::<u64>()
+                        .with_context(|| format!("{} must be a whole number", var.name))?
+                        .into(),
+                ),
+            };
+            set_path(&mut document, var.path, value);
+        }
+        let settings: Settings = serde_json::from_value(Value::Object(document))
+            .context("invalid configuration")?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!("log.format (BINDERY_LOG_FORMAT) must be text or json");
+        }
+        if self.max_body_bytes < 1024 {
+            bail!("max_body_bytes (BINDERY_MAX_BODY_BYTES) must be at least 1024");
+        }
+        if self.worker.lease_seconds < 3 {
+            bail!("worker.lease_seconds (BINDERY_LEASE_SECONDS) must be at least 3");
+        }
+        Ok(())
+    }
+}
+
+fn set_path(document: &mut Map<String, Value>, path: &str, value: Value) {
+    let mut parts = path.split('.').peekable();
+    let mut current = document;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            current.insert(part.to_owned(), value);
+            return;
+        }
+        let entry = current
+            .entry(part.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        current = entry.as_object_mut().expect("just made an object");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::collections::HashMap;
+
+    fn load(env: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::load_from(None, |n| env.get(n).cloned())
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.listen.port(), 8080);
+        assert_eq!(s.catalog, PathBuf::from("./catalog.yaml"));
+        assert!(s.backends.postgresql.is_none());
+    }
+
+    #[test]
+    fn environment_fills_nested_settings() {
+        let s = load(&[
+            ("BINDERY_LISTEN", "127.0.0.1:9000"),
+            ("BINDERY_USERNAME", "admin"),
+            ("BINDERY_PASSWORD", "s3cret"),
+            ("BINDERY_WORKER_CONCURRENCY", "3"),
+            ("BINDERY_POSTGRES_ADMIN_URL", "postgres://x@h/postgres"),
+        ])
+        .unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.auth.username.as_deref(), Some("admin"));
+        assert_eq!(s.auth.password.as_ref().unwrap().expose_secret(), "s3cret");
+        assert_eq!(s.worker.concurrency, 3);
+        assert!(s.backends.postgresql.is_some());
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let s = load(&[("BINDERY_PASSWORD", "s3cret-value"), ("DATABASE_URL", "postgres://u:dbpass@h/db")]).unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("s3cret-value"));
+        assert!(!printed.contains("dbpass"));
+    }
+
+    #[test]
+    fn secret_files_are_read() {
+        let dir = std::env::temp_dir().join(format!("bindery-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("password");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let s = load(&[("BINDERY_PASSWORD_FILE", file.to_str().unwrap())]).unwrap();
+        assert_eq!(s.auth.password.unwrap().expose_secret(), "from-file");
+    }
+
+    #[test]
+    fn bad_values_are_one_clear_error() {
+        let err = load(&[("BINDERY_WORKER_CONCURRENCY", "many")]).unwrap_err();
+        assert!(err.to_string().contains("BINDERY_WORKER_CONCURRENCY"), "{err}");
+        let err = load(&[("BINDERY_LISTEN", "nowhere")]).unwrap_err();
+        assert!(format!("{err:#}").contains("invalid configuration"), "{err:#}");
+    }
+}

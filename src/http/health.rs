@@ -1,0 +1,28 @@
+//! `/healthz` (the process answers) and `/readyz` (the database answers and every
+//! migration is applied). Both sit outside authentication for probes.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+
+/// Liveness: always 200 while the process serves requests.
+pub async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// Readiness: 200 when the store is usable, 503 otherwise.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    if state.broker.store().is_ready().await {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "description": "the state database is unreachable or not migrated"})),
+        )
+            .into_response()
+    }
+}

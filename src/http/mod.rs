@@ -1,0 +1,125 @@
+//! The HTTP edge: routing, extractors, middleware and the mapping of broker outcomes
+//! to status codes. No OSB rules and no SQL live here.
+
+mod auth;
+mod bindings;
+mod catalog;
+mod errors;
+mod extract;
+mod health;
+mod instances;
+mod version;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Extension, Router, middleware};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use auth::Authenticator;
+use extract::BodyLimit;
+pub use version::MinimumVersion;
+
+use crate::broker::{Broker, RequestContext};
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The broker service.
+    pub broker: Broker,
+}
+
+/// Edge settings.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Accepted credentials.
+    pub authenticator: Arc<Authenticator>,
+    /// Lowest accepted version.
+    pub min_version: MinimumVersion,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Builds the whole application router.
+pub fn router(state: AppState, options: &HttpOptions) -> Router {
+    let osb = Router::new()
+        .route("/v2/catalog", get(catalog::get_catalog))
+        .route(
+            "/v2/service_instances/{instance_id}",
+            axum::routing::put(instances::provision)
+                .patch(instances::update)
+                .delete(instances::deprovision),
+        )
+        .route(
+            "/v2/service_instances/{instance_id}/last_operation",
+            get(instances::last_operation),
+        )
+        .route(
+            "/v2/service_instances/{instance_id}/service_bindings/{binding_id}",
+            axum::routing::put(bindings::bind).delete(bindings::unbind),
+        )
+        // Layers run outside-in from the last added: authentication (401) comes
+        // before the version check (412), as conformance suites expect.
+        .route_layer(middleware::from_fn_with_state(options.min_version, version::require_version))
+        .route_layer(middleware::from_fn_with_state(
+            options.authenticator.clone(),
+            auth::require_auth,
+        ));
+
+    Router::new()
+        .merge(osb)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(errors::not_found)
+        .method_not_allowed_fallback(errors::method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(Extension(BodyLimit(options.max_body_bytes)))
+        .layer(CatchPanicLayer::custom(errors::panic_response))
+        .layer(middleware::from_fn(errors::log_internal_errors))
+        .layer(middleware::from_fn(errors::echo_request_identity))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    let id = request
+                        .headers()
+                        .get(&REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    // The path holds platform ids, not secrets; the query string and
+                    // the body are never logged.
+                    tracing::info_span!("http.request", method = %request.method(), path = %request.uri().path(), request_id = id)
+                })
+                .on_response(|response: &Response, latency: Duration, _span: &tracing::Span| {
+                    tracing::info!(status = response.status().as_u16(), latency_ms = latency.as_millis() as u64, "answered");
+                })
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Writes the audit event for a mutating request once its answer is known.
+async fn audit(
+    state: &AppState,
+    ctx: &RequestContext,
+    action: &str,
+    instance_id: &str,
+    binding_id: Option<&str>,
+    operation: Option<&str>,
+    status: axum::http::StatusCode,
+) {
+    let operation_id = operation.and_then(|o| uuid::Uuid::parse_str(o).ok());
+    state
+        .broker
+        .record_audit(ctx, action, instance_id, binding_id, operation_id, status.as_u16())
+        .await;
+}

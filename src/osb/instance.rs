@@ -1,0 +1,77 @@
+//! Wire types of the service instance endpoints: provision, update, deprovision.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Body of `PUT /v2/service_instances/:instance_id`.
+///
+/// No `deny_unknown_fields`: platforms add fields and receivers must ignore them.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ProvisionRequest {
+    /// Id of a service in the catalog.
+    #[serde(default)]
+    pub service_id: Option<String>,
+    /// Id of a plan of that service.
+    #[serde(default)]
+    pub plan_id: Option<String>,
+    /// Platform context (opaque).
+    #[serde(default)]
+    pub context: Option<Value>,
+    /// Deprecated but required in 2.13.
+    #[serde(default)]
+    pub organization_guid: Option<String>,
+    /// Deprecated but required in 2.13.
+    #[serde(default)]
+    pub space_guid: Option<String>,
+    /// Service-specific configuration, validated against the plan's schema.
+    #[serde(default)]
+    pub parameters: Option<Value>,
+    /// 2.15: the plan version the platform believes it provisions.
+    #[serde(default)]
+    pub maintenance_info: Option<Value>,
+}
+
+/// Body of `PATCH /v2/service_instances/:instance_id`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UpdateRequest {
+    /// Required: the instance's service.
+    #[serde(default)]
+    pub service_id: Option<String>,
+    /// The target plan; absent means "keep the plan".
+    #[serde(default)]
+    pub plan_id: Option<String>,
+    /// New parameters; absent means "keep the parameters".
+    #[serde(default)]
+    pub parameters: Option<Value>,
+    /// Platform context (opaque).
+    #[serde(default)]
+    pub context: Option<Value>,
+    /// What the platform believes the instance looked like (informational only).
+    #[serde(default)]
+    pub previous_values: Option<Value>,
+    /// 2.15: the plan version the platform wants.
+    #[serde(default)]
+    pub maintenance_info: Option<Value>,
+}
+
+/// Success body of provision (201, 200, 202).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ProvisionResponse {
+    /// A web UI for the instance, when the backend has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dashboard_url: Option<String>,
+    /// The operation to poll (202 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// 2.16+: instance labels and attributes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// Success body of update and deprovision (200, 202).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct OperationResponse {
+    /// The operation to poll (202 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+}

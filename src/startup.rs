@@ -1,0 +1,181 @@
+//! Wiring: settings and backends in, a bound listener, a broker and a worker out.
+//! The caller injects the shutdown signal, so tests bind port 0 and stop at will.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::backends::BackendRegistry;
+use crate::backends::postgres::{self, PostgresBackend, PostgresBackendConfig};
+use crate::broker::{Broker, BrokerOptions};
+use crate::catalog::load_catalog;
+use crate::config::Settings;
+use crate::crypto::Keyring;
+use crate::http::{AppState, Authenticator, HttpOptions, MinimumVersion};
+use crate::osb::ApiVersion;
+use crate::store::{Store, StoreOptions, connect_options, ensure_database};
+use crate::worker::{Worker, WorkerOptions};
+
+/// The built-in backends, registered where their server is configured and declared
+/// "known but unconfigured" otherwise (their plans are then not served).
+pub fn builtin_backends(settings: &Settings) -> anyhow::Result<BackendRegistry> {
+    let mut registry = BackendRegistry::new();
+    match settings.backends.postgresql.as_ref().and_then(|p| p.admin_url.as_ref().map(|u| (p, u))) {
+        Some((pg, admin_url)) => {
+            let backend = PostgresBackend::new(PostgresBackendConfig {
+                admin_url: admin_url.clone(),
+                credentials_host: pg.credentials_host.clone(),
+                credentials_port: pg.credentials_port,
+                name_prefix: pg.name_prefix.clone().unwrap_or_else(|| "bindery".to_owned()),
+            })
+            .context("configuring the postgresql backend")?;
+            registry.register("postgresql", Arc::new(backend));
+        }
+        None => {
+            registry.declare_unconfigured(
+                "postgresql",
+                postgres::check_plan_settings,
+                "set BINDERY_POSTGRES_ADMIN_URL",
+            );
+        }
+    }
+    Ok(registry)
+}
+
+/// A broker ready to serve: listener bound, database migrated, catalog validated.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    http: HttpOptions,
+    worker: Worker,
+    store: Store,
+}
+
+impl Application {
+    /// Builds everything from settings and a backend registry.
+    pub async fn build(settings: &Settings, backends: BackendRegistry) -> anyhow::Result<Self> {
+        let keyring = match &settings.encryption_keys {
+            Some(spec) => Keyring::parse(spec.expose_secret()).context("BINDERY_ENCRYPTION_KEYS")?,
+            None => bail!(
+                "no encryption key configured: set BINDERY_ENCRYPTION_KEYS to label:<base64 of 32 random bytes> (for example `primary:$(head -c32 /dev/urandom | base64)`); bindery never stores credentials unencrypted"
+            ),
+        };
+        let authenticator = match (&settings.auth.username, &settings.auth.password) {
+            (Some(user), Some(password)) if !user.is_empty() && !password.expose_secret().is_empty() => {
+                Authenticator::new([(user.as_str(), password.expose_secret())])
+            }
+            _ => bail!("no basic-auth credentials configured: set BINDERY_USERNAME and BINDERY_PASSWORD"),
+        };
+        let min_version: ApiVersion = settings
+            .min_api_version
+            .parse()
+            .context("BINDERY_MIN_API_VERSION")?;
+        if min_version.major != 2 || min_version < ApiVersion::V2_13 {
+            bail!("BINDERY_MIN_API_VERSION must be 2.13 or a later 2.x version");
+        }
+        let catalog = Arc::new(load_catalog(&settings.catalog, &backends)?);
+
+        let options = connect_options(settings.database_url.expose_secret())?;
+        ensure_database(&options).await?;
+        let store = Store::connect_lazy(
+            options,
+            &StoreOptions {
+                max_connections: settings.database_max_connections,
+                ..StoreOptions::default()
+            },
+        );
+        store.migrate().await?;
+
+        let owner: Arc<str> = owner_name().into();
+        let wake = Arc::new(Notify::new());
+        let lease = Duration::from_secs(settings.worker.lease_seconds);
+        let broker = Broker::new(
+            store.clone(),
+            catalog,
+            Arc::new(backends),
+            Arc::new(keyring),
+            owner.clone(),
+            wake.clone(),
+            BrokerOptions { lease },
+        );
+        let worker = Worker::new(
+            broker.executor().clone(),
+            owner,
+            wake,
+            WorkerOptions {
+                concurrency: settings.worker.concurrency,
+                shutdown_grace: Duration::from_secs(settings.worker.shutdown_grace_seconds),
+                ..WorkerOptions::default()
+            },
+        );
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        Ok(Self {
+            listener,
+            state: AppState { broker },
+            http: HttpOptions {
+                authenticator: Arc::new(authenticator),
+                min_version: MinimumVersion(min_version),
+                max_body_bytes: settings.max_body_bytes,
+            },
+            worker,
+            store,
+        })
+    }
+
+    /// The port actually bound (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The broker, for tests and tools that act without HTTP.
+    pub fn broker(&self) -> &crate::broker::Broker {
+        &self.state.broker
+    }
+
+    /// The worker (tests call `try_execute_next` on it).
+    pub fn worker(&self) -> &Worker {
+        &self.worker
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves until `stop` is cancelled; with `run_worker`, the worker runs alongside.
+    /// On stop: no new connections, in-flight requests finish, the worker drains.
+    pub async fn run_until_stopped(self, stop: CancellationToken, run_worker: bool) -> anyhow::Result<()> {
+        let router = crate::http::router(self.state, &self.http);
+        let worker_task = run_worker.then(|| tokio::spawn(self.worker.run_until_stopped(stop.clone())));
+        let serve_stop = stop.clone();
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move { serve_stop.cancelled().await })
+            .await
+            .context("HTTP server failed")?;
+        if let Some(task) = worker_task {
+            stop.cancel();
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
+
+/// A lease owner name unique to this process: host, pid and a random suffix.
+fn owner_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "bindery".to_owned());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[..8])
+}

@@ -1,0 +1,257 @@
+//! Service binding rows: create (or revive a tombstone), read, and claim for an operation.
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::Store;
+use super::operations::{NewOperation, insert_operation};
+
+/// Where a binding is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingState {
+    /// Its bind operation has not finished.
+    Creating,
+    /// Credentials exist and were handed out.
+    Ready,
+    /// The bind failed; an unbind cleans up whatever was created.
+    Failed,
+    /// Unbound, or its instance was deprovisioned: a tombstone.
+    Deleted,
+}
+
+impl BindingState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::Ready => "ready",
+            Self::Failed => "failed",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "creating" => Self::Creating,
+            "ready" => Self::Ready,
+            "failed" => Self::Failed,
+            _ => Self::Deleted,
+        }
+    }
+}
+
+/// Credentials as stored: AEAD ciphertext and the label of the key that sealed it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedCredentials {
+    /// Label of the sealing key.
+    pub key_label: String,
+    /// Nonce followed by ciphertext.
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedCredentials({}, {} bytes)", self.key_label, self.ciphertext.len())
+    }
+}
+
+/// A stored binding.
+#[derive(Debug, Clone)]
+pub struct BindingRecord {
+    /// Platform id.
+    pub binding_id: String,
+    /// The instance it belongs to.
+    pub instance_id: String,
+    /// As requested.
+    pub service_id: String,
+    /// As requested.
+    pub plan_id: String,
+    /// Validated bind parameters.
+    pub parameters: Value,
+    /// `bind_resource.app_guid` or the top-level `app_guid`.
+    pub app_guid: Option<String>,
+    /// `bind_resource.route`.
+    pub route: Option<String>,
+    /// Sealed credentials, once the bind succeeded.
+    pub credentials: Option<SealedCredentials>,
+    /// Life-cycle state.
+    pub state: BindingState,
+    /// The operation that owns the binding now, if any.
+    pub active_operation_id: Option<Uuid>,
+}
+
+#[derive(sqlx::FromRow)]
+struct BindingRow {
+    binding_id: String,
+    instance_id: String,
+    service_id: String,
+    plan_id: String,
+    parameters: Value,
+    app_guid: Option<String>,
+    route: Option<String>,
+    credentials: Option<Vec<u8>>,
+    credentials_key: Option<String>,
+    state: String,
+    active_operation_id: Option<Uuid>,
+}
+
+impl From<BindingRow> for BindingRecord {
+    fn from(r: BindingRow) -> Self {
+        let credentials = match (r.credentials, r.credentials_key) {
+            (Some(ciphertext), Some(key_label)) => Some(SealedCredentials {
+                key_label,
+                ciphertext,
+            }),
+            _ => None,
+        };
+        Self {
+            binding_id: r.binding_id,
+            instance_id: r.instance_id,
+            service_id: r.service_id,
+            plan_id: r.plan_id,
+            parameters: r.parameters,
+            app_guid: r.app_guid,
+            route: r.route,
+            credentials,
+            state: BindingState::parse(&r.state),
+            active_operation_id: r.active_operation_id,
+        }
+    }
+}
+
+/// A new binding as the bind request defines it.
+#[derive(Debug, Clone)]
+pub struct NewBinding<'a> {
+    /// Platform id.
+    pub binding_id: &'a str,
+    /// Its instance.
+    pub instance_id: &'a str,
+    /// As requested.
+    pub service_id: &'a str,
+    /// As requested.
+    pub plan_id: &'a str,
+    /// Validated parameters.
+    pub parameters: &'a Value,
+    /// Effective app guid.
+    pub app_guid: Option<&'a str>,
+    /// Route, for route services.
+    pub route: Option<&'a str>,
+    /// The whole `bind_resource`.
+    pub bind_resource: Option<&'a Value>,
+    /// Platform context.
+    pub context: Option<&'a Value>,
+}
+
+/// What `insert_binding` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingInsert {
+    /// The binding and its operation were stored.
+    Inserted,
+    /// A live binding with this id exists already.
+    Exists,
+    /// The instance is missing, deleted, not ready, or being changed.
+    InstanceUnavailable,
+}
+
+impl Store {
+    /// Inserts the binding and its bind operation in one transaction, holding a share
+    /// lock on the instance row so that a deprovision cannot start in between.
+    pub async fn insert_binding(
+        &self,
+        new: &NewBinding<'_>,
+        operation: &NewOperation<'_>,
+    ) -> Result<BindingInsert, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let instance: Option<(String, Option<Uuid>)> = sqlx::query_as(
+            "select state, active_operation_id from service_instance \
+             where instance_id = $1 and deleted_at is null for share",
+        )
+        .bind(new.instance_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if !matches!(instance, Some((ref state, None)) if state == "ready") {
+            return Ok(BindingInsert::InstanceUnavailable);
+        }
+        let inserted = sqlx::query(
+            "insert into service_binding (binding_id, instance_id, service_id, plan_id, parameters, \
+                 app_guid, route, bind_resource, context, state, active_operation_id) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'creating', $10) \
+             on conflict (binding_id) do update set \
+                 instance_id = excluded.instance_id, service_id = excluded.service_id, \
+                 plan_id = excluded.plan_id, parameters = excluded.parameters, \
+                 app_guid = excluded.app_guid, route = excluded.route, \
+                 bind_resource = excluded.bind_resource, context = excluded.context, \
+                 state = 'creating', active_operation_id = excluded.active_operation_id, \
+                 credentials = null, credentials_key = null, \
+                 created_at = now(), updated_at = now(), deleted_at = null \
+             where service_binding.deleted_at is not null",
+        )
+        .bind(new.binding_id)
+        .bind(new.instance_id)
+        .bind(new.service_id)
+        .bind(new.plan_id)
+        .bind(new.parameters)
+        .bind(new.app_guid)
+        .bind(new.route)
+        .bind(new.bind_resource)
+        .bind(new.context)
+        .bind(operation.operation_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            tx.rollback().await?;
+            return Ok(BindingInsert::Exists);
+        }
+        insert_operation(&mut tx, operation).await?;
+        tx.commit().await?;
+        Ok(BindingInsert::Inserted)
+    }
+
+    /// Reads a binding, tombstones included.
+    pub async fn find_binding(&self, binding_id: &str) -> Result<Option<BindingRecord>, sqlx::Error> {
+        let row: Option<BindingRow> = sqlx::query_as(
+            "select binding_id, instance_id, service_id, plan_id, parameters, app_guid, route, \
+                 credentials, credentials_key, state, active_operation_id \
+             from service_binding where binding_id = $1",
+        )
+        .bind(binding_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    /// Makes `operation` the binding's active operation if none is running and the
+    /// binding is in one of `allowed` states. `false` when something else got there first.
+    pub async fn begin_binding_operation(
+        &self,
+        binding_id: &str,
+        allowed: &[BindingState],
+        operation: &NewOperation<'_>,
+        new_state: Option<BindingState>,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let allowed: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+        let claimed = sqlx::query(
+            "update service_binding set active_operation_id = $2, \
+                 state = coalesce($4, state), updated_at = now() \
+             where binding_id = $1 and deleted_at is null and active_operation_id is null \
+                 and state = any($3)",
+        )
+        .bind(binding_id)
+        .bind(operation.operation_id)
+        .bind(&allowed)
+        .bind(new_state.map(BindingState::as_str))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !claimed {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_operation(&mut tx, operation).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}

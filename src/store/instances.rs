@@ -1,0 +1,238 @@
+//! Service instance rows: create (or revive a tombstone), read, and claim for an operation.
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::operations::{NewOperation, insert_operation};
+use super::{OperationRecord, Store};
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceState {
+    /// Its provision operation has not finished.
+    Provisioning,
+    /// Provisioned and usable.
+    Ready,
+    /// Its provision failed; only a deprovision (or an identical retry) is useful.
+    Failed,
+    /// Deprovisioned: a tombstone.
+    Deleted,
+}
+
+impl InstanceState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Provisioning => "provisioning",
+            Self::Ready => "ready",
+            Self::Failed => "failed",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "provisioning" => Self::Provisioning,
+            "ready" => Self::Ready,
+            "failed" => Self::Failed,
+            _ => Self::Deleted,
+        }
+    }
+}
+
+/// A stored instance.
+#[derive(Debug, Clone)]
+pub struct InstanceRecord {
+    /// Platform id.
+    pub instance_id: String,
+    /// Catalog service id.
+    pub service_id: String,
+    /// Current plan id.
+    pub plan_id: String,
+    /// Current parameters (a JSON object).
+    pub parameters: Value,
+    /// As sent at provision.
+    pub organization_guid: Option<String>,
+    /// As sent at provision.
+    pub space_guid: Option<String>,
+    /// The dashboard URL handed out at provision.
+    pub dashboard_url: Option<String>,
+    /// Life-cycle state.
+    pub state: InstanceState,
+    /// The operation that owns the instance now, if any.
+    pub active_operation_id: Option<Uuid>,
+}
+
+#[derive(sqlx::FromRow)]
+struct InstanceRow {
+    instance_id: String,
+    service_id: String,
+    plan_id: String,
+    parameters: Value,
+    organization_guid: Option<String>,
+    space_guid: Option<String>,
+    dashboard_url: Option<String>,
+    state: String,
+    active_operation_id: Option<Uuid>,
+}
+
+impl From<InstanceRow> for InstanceRecord {
+    fn from(r: InstanceRow) -> Self {
+        Self {
+            instance_id: r.instance_id,
+            service_id: r.service_id,
+            plan_id: r.plan_id,
+            parameters: r.parameters,
+            organization_guid: r.organization_guid,
+            space_guid: r.space_guid,
+            dashboard_url: r.dashboard_url,
+            state: InstanceState::parse(&r.state),
+            active_operation_id: r.active_operation_id,
+        }
+    }
+}
+
+const INSTANCE_COLUMNS: &str = "instance_id, service_id, plan_id, parameters, organization_guid, \
+     space_guid, dashboard_url, state, active_operation_id";
+
+/// A new instance as the provision request defines it.
+#[derive(Debug, Clone)]
+pub struct NewInstance<'a> {
+    /// Platform id.
+    pub instance_id: &'a str,
+    /// Catalog service id.
+    pub service_id: &'a str,
+    /// Catalog plan id.
+    pub plan_id: &'a str,
+    /// Validated parameters (a JSON object).
+    pub parameters: &'a Value,
+    /// From the request.
+    pub organization_guid: Option<&'a str>,
+    /// From the request.
+    pub space_guid: Option<&'a str>,
+    /// Platform context.
+    pub context: Option<&'a Value>,
+    /// Known before provisioning starts.
+    pub dashboard_url: Option<&'a str>,
+}
+
+impl Store {
+    /// Inserts the instance and its provision operation in one transaction, or does
+    /// nothing when a live instance with this id exists (then `false`). A tombstone is
+    /// revived: ids are the platform's to reuse after a delete.
+    pub async fn insert_instance(
+        &self,
+        new: &NewInstance<'_>,
+        operation: &NewOperation<'_>,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "insert into service_instance (instance_id, service_id, plan_id, parameters, \
+                 organization_guid, space_guid, context, dashboard_url, state, active_operation_id) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, 'provisioning', $9) \
+             on conflict (instance_id) do update set \
+                 service_id = excluded.service_id, plan_id = excluded.plan_id, \
+                 parameters = excluded.parameters, organization_guid = excluded.organization_guid, \
+                 space_guid = excluded.space_guid, context = excluded.context, \
+                 dashboard_url = excluded.dashboard_url, state = 'provisioning', \
+                 active_operation_id = excluded.active_operation_id, \
+                 created_at = now(), updated_at = now(), deleted_at = null \
+             where service_instance.deleted_at is not null",
+        )
+        .bind(new.instance_id)
+        .bind(new.service_id)
+        .bind(new.plan_id)
+        .bind(new.parameters)
+        .bind(new.organization_guid)
+        .bind(new.space_guid)
+        .bind(new.context)
+        .bind(new.dashboard_url)
+        .bind(operation.operation_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_operation(&mut tx, operation).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Reads an instance, tombstones included.
+    pub async fn find_instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>, sqlx::Error> {
+        let row: Option<InstanceRow> = sqlx::query_as(&format!(
+            "select {INSTANCE_COLUMNS} from service_instance where instance_id = $1"
+        ))
+        .bind(instance_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    /// Makes `operation` the instance's active operation if none is running and the
+    /// instance is in one of `allowed` states, inserting the operation in the same
+    /// transaction. `false` when another operation got there first.
+    ///
+    /// A deprovision also waits for binds and unbinds in flight on the instance: the
+    /// bind path holds a share lock on the instance row while it registers its
+    /// operation, so the row lock taken here sees every committed binding operation.
+    pub async fn begin_instance_operation(
+        &self,
+        instance_id: &str,
+        allowed: &[InstanceState],
+        operation: &NewOperation<'_>,
+        new_state: Option<InstanceState>,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let allowed: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+        let locked: Option<(Option<Uuid>, String)> = sqlx::query_as(
+            "select active_operation_id, state from service_instance \
+             where instance_id = $1 and deleted_at is null for update",
+        )
+        .bind(instance_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((None, state)) = locked else {
+            return Ok(false);
+        };
+        if !allowed.contains(&state.as_str()) {
+            return Ok(false);
+        }
+        let bindings_busy: bool = sqlx::query_scalar(
+            "select exists (select 1 from service_binding \
+             where instance_id = $1 and deleted_at is null and active_operation_id is not null)",
+        )
+        .bind(instance_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if bindings_busy {
+            return Ok(false);
+        }
+        sqlx::query(
+            "update service_instance set active_operation_id = $2, \
+                 state = coalesce($3, state), updated_at = now() \
+             where instance_id = $1",
+        )
+        .bind(instance_id)
+        .bind(operation.operation_id)
+        .bind(new_state.map(InstanceState::as_str))
+        .execute(&mut *tx)
+        .await?;
+        insert_operation(&mut tx, operation).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The active operation of an instance, if any.
+    pub async fn active_instance_operation(
+        &self,
+        instance: &InstanceRecord,
+    ) -> Result<Option<OperationRecord>, sqlx::Error> {
+        match instance.active_operation_id {
+            Some(id) => self.find_operation(id).await,
+            None => Ok(None),
+        }
+    }
+}

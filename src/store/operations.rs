@@ -1,0 +1,460 @@
+//! The operation queue: every backend action is a row here, claimed by a worker with
+//! `FOR UPDATE SKIP LOCKED` and a lease, never with a transaction held across the
+//! backend call. The outcome and its effect on the instance or binding are written in
+//! one transaction, and only by the lease holder.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use super::{SealedCredentials, Store};
+use crate::osb::OperationState;
+
+/// What an operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationKind {
+    /// Create an instance.
+    Provision,
+    /// Change an instance's plan or parameters.
+    Update,
+    /// Remove an instance.
+    Deprovision,
+    /// Create a binding.
+    Bind,
+    /// Remove a binding.
+    Unbind,
+}
+
+impl OperationKind {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provision => "provision",
+            Self::Update => "update",
+            Self::Deprovision => "deprovision",
+            Self::Bind => "bind",
+            Self::Unbind => "unbind",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "provision" => Self::Provision,
+            "update" => Self::Update,
+            "deprovision" => Self::Deprovision,
+            "bind" => Self::Bind,
+            _ => Self::Unbind,
+        }
+    }
+
+    /// True for operations on a binding.
+    pub fn is_binding(self) -> bool {
+        matches!(self, Self::Bind | Self::Unbind)
+    }
+}
+
+/// An operation to insert.
+#[derive(Debug, Clone)]
+pub struct NewOperation<'a> {
+    /// Its id, also the `operation` token handed to the platform.
+    pub operation_id: Uuid,
+    /// The instance it concerns.
+    pub instance_id: &'a str,
+    /// The binding it concerns (bind, unbind).
+    pub binding_id: Option<&'a str>,
+    /// What it does.
+    pub kind: OperationKind,
+    /// What it applies (an update's target plan and parameters).
+    pub request: Value,
+    /// When it must have finished.
+    pub deadline: Duration,
+    /// Set when the requester runs it inline: the lease owner, so no worker takes it.
+    pub inline_owner: Option<&'a str>,
+    /// The lease length for an inline run.
+    pub lease: Duration,
+}
+
+/// A stored operation.
+#[derive(Debug, Clone)]
+pub struct OperationRecord {
+    /// Id and token.
+    pub operation_id: Uuid,
+    /// Its instance.
+    pub instance_id: String,
+    /// Its binding, if any.
+    pub binding_id: Option<String>,
+    /// What it does.
+    pub kind: OperationKind,
+    /// The wire state.
+    pub state: OperationState,
+    /// User-facing text.
+    pub description: Option<String>,
+    /// What it applies.
+    pub request: Value,
+    /// How many times it was started.
+    pub attempts: i32,
+    /// When it must have finished.
+    pub deadline_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct OperationRow {
+    operation_id: Uuid,
+    instance_id: String,
+    binding_id: Option<String>,
+    kind: String,
+    state: String,
+    description: Option<String>,
+    request: Value,
+    attempts: i32,
+    deadline_at: DateTime<Utc>,
+}
+
+impl From<OperationRow> for OperationRecord {
+    fn from(r: OperationRow) -> Self {
+        Self {
+            operation_id: r.operation_id,
+            instance_id: r.instance_id,
+            binding_id: r.binding_id,
+            kind: OperationKind::parse(&r.kind),
+            state: OperationState::from_stored(&r.state).unwrap_or(OperationState::Failed),
+            description: r.description,
+            request: r.request,
+            attempts: r.attempts,
+            deadline_at: r.deadline_at,
+        }
+    }
+}
+
+const OPERATION_COLUMNS: &str = "operation_id, instance_id, binding_id, kind, state, description, \
+     request, attempts, deadline_at";
+
+/// How an operation ended, with what it changes.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Succeeded; a bind carries its sealed credentials.
+    Succeeded {
+        /// Sealed credentials of a bind.
+        credentials: Option<SealedCredentials>,
+    },
+    /// Failed for good; the description is user-safe.
+    Failed {
+        /// Shown by `last_operation`.
+        description: String,
+    },
+}
+
+pub(super) async fn insert_operation(
+    tx: &mut Transaction<'_, Postgres>,
+    op: &NewOperation<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into operation (operation_id, instance_id, binding_id, kind, state, request, \
+             deadline_at, lease_owner, lease_expires_at, attempts) \
+         values ($1, $2, $3, $4, 'in progress', $5, now() + $6, $7, \
+             case when $7::text is null then null else now() + $8 end, \
+             case when $7::text is null then 0 else 1 end)",
+    )
+    .bind(op.operation_id)
+    .bind(op.instance_id)
+    .bind(op.binding_id)
+    .bind(op.kind.as_str())
+    .bind(&op.request)
+    .bind(op.deadline)
+    .bind(op.inline_owner)
+    .bind(op.lease)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Reads one operation.
+    pub async fn find_operation(&self, operation_id: Uuid) -> Result<Option<OperationRecord>, sqlx::Error> {
+        let row: Option<OperationRow> = sqlx::query_as(&format!(
+            "select {OPERATION_COLUMNS} from operation where operation_id = $1"
+        ))
+        .bind(operation_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    /// The newest instance-level operation (provision, update, deprovision) of an instance.
+    pub async fn latest_instance_operation(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<OperationRecord>, sqlx::Error> {
+        let row: Option<OperationRow> = sqlx::query_as(&format!(
+            "select {OPERATION_COLUMNS} from operation \
+             where instance_id = $1 and kind in ('provision', 'update', 'deprovision') \
+             order by created_at desc limit 1"
+        ))
+        .bind(instance_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    /// Claims the next runnable operation for `owner`: one that is in progress, due,
+    /// and whose lease is free or expired (its worker died). One statement, so no
+    /// transaction stays open while the backend works.
+    pub async fn claim_next_operation(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<OperationRecord>, sqlx::Error> {
+        let row: Option<OperationRow> = sqlx::query_as(&format!(
+            "update operation set lease_owner = $1, lease_expires_at = now() + $2, \
+                 attempts = attempts + 1, updated_at = now() \
+             where operation_id = ( \
+                 select operation_id from operation \
+                 where state = 'in progress' and next_attempt_at <= now() \
+                     and (lease_expires_at is null or lease_expires_at < now()) \
+                 order by next_attempt_at \
+                 for update skip locked \
+                 limit 1) \
+             returning {OPERATION_COLUMNS}"
+        ))
+        .bind(owner)
+        .bind(lease)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    /// Extends the lease; `false` when `owner` no longer holds it.
+    pub async fn renew_lease(
+        &self,
+        operation_id: Uuid,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, sqlx::Error> {
+        Ok(sqlx::query(
+            "update operation set lease_expires_at = now() + $3 \
+             where operation_id = $1 and lease_owner = $2 and state = 'in progress'",
+        )
+        .bind(operation_id)
+        .bind(owner)
+        .bind(lease)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Gives the operation back to the queue, to run again after `delay`.
+    pub async fn retry_operation_later(
+        &self,
+        operation_id: Uuid,
+        owner: &str,
+        delay: Duration,
+        description: &str,
+    ) -> Result<bool, sqlx::Error> {
+        Ok(sqlx::query(
+            "update operation set lease_owner = null, lease_expires_at = null, \
+                 next_attempt_at = now() + $3, description = $4, updated_at = now() \
+             where operation_id = $1 and lease_owner = $2 and state = 'in progress'",
+        )
+        .bind(operation_id)
+        .bind(owner)
+        .bind(delay)
+        .bind(description)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Releases the lease without changing anything else, so that another worker
+    /// (or replica) can take the operation at once (graceful shutdown).
+    pub async fn release_lease(&self, operation_id: Uuid, owner: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "update operation set lease_owner = null, lease_expires_at = null, \
+                 attempts = greatest(attempts - 1, 0) \
+             where operation_id = $1 and lease_owner = $2 and state = 'in progress'",
+        )
+        .bind(operation_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records how the operation ended and applies its effect to the instance or
+    /// binding, in one transaction, only while `owner` holds the lease. `false` means
+    /// the lease was lost: another worker owns the operation and will finish it.
+    pub async fn finish_operation(
+        &self,
+        op: &OperationRecord,
+        owner: &str,
+        outcome: &Outcome,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let (state, description) = match outcome {
+            Outcome::Succeeded { .. } => (OperationState::Succeeded, None),
+            Outcome::Failed { description } => (OperationState::Failed, Some(description.as_str())),
+        };
+        let owned = sqlx::query(
+            "update operation set state = $3, description = $4, finished_at = now(), \
+                 updated_at = now(), lease_owner = null, lease_expires_at = null \
+             where operation_id = $1 and lease_owner = $2 and state = 'in progress'",
+        )
+        .bind(op.operation_id)
+        .bind(owner)
+        .bind(state.as_str())
+        .bind(description)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !owned {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        apply_effect(&mut tx, op, outcome).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Fails an operation that has passed its deadline, whoever holds it.
+    pub async fn fail_expired_operation(
+        &self,
+        op: &OperationRecord,
+        description: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "update operation set state = 'failed', description = $2, finished_at = now(), \
+                 updated_at = now(), lease_owner = null, lease_expires_at = null \
+             where operation_id = $1 and state = 'in progress'",
+        )
+        .bind(op.operation_id)
+        .bind(description)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if changed {
+            let outcome = Outcome::Failed {
+                description: description.to_owned(),
+            };
+            apply_effect(&mut tx, op, &outcome).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+}
+
+/// What a finished operation does to its instance or binding. Every statement checks
+/// that the row still points at this operation, so a stale effect can never land.
+async fn apply_effect(
+    tx: &mut Transaction<'_, Postgres>,
+    op: &OperationRecord,
+    outcome: &Outcome,
+) -> Result<(), sqlx::Error> {
+    let succeeded = matches!(outcome, Outcome::Succeeded { .. });
+    match (op.kind, succeeded) {
+        (OperationKind::Provision, true) => {
+            instance_update(tx, op, "state = 'ready'").await?;
+        }
+        (OperationKind::Provision, false) => {
+            instance_update(tx, op, "state = 'failed'").await?;
+        }
+        (OperationKind::Update, true) => {
+            sqlx::query(
+                "update service_instance set plan_id = coalesce($2->>'plan_id', plan_id), \
+                     parameters = coalesce($2->'parameters', parameters), \
+                     active_operation_id = null, updated_at = now() \
+                 where instance_id = $1 and active_operation_id = $3",
+            )
+            .bind(&op.instance_id)
+            .bind(&op.request)
+            .bind(op.operation_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        (OperationKind::Update, false) | (OperationKind::Deprovision, false) => {
+            instance_update(tx, op, "state = state").await?;
+        }
+        (OperationKind::Deprovision, true) => {
+            instance_update(tx, op, "state = 'deleted', deleted_at = now()").await?;
+            sqlx::query(
+                "update service_binding set state = 'deleted', deleted_at = now(), \
+                     credentials = null, credentials_key = null, active_operation_id = null, \
+                     updated_at = now() \
+                 where instance_id = $1 and deleted_at is null",
+            )
+            .bind(&op.instance_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        (OperationKind::Bind, true) => {
+            let sealed = match outcome {
+                Outcome::Succeeded { credentials } => credentials.as_ref(),
+                Outcome::Failed { .. } => None,
+            };
+            sqlx::query(
+                "update service_binding set state = 'ready', credentials = $3, \
+                     credentials_key = $4, active_operation_id = null, updated_at = now() \
+                 where binding_id = $1 and active_operation_id = $2",
+            )
+            .bind(&op.binding_id)
+            .bind(op.operation_id)
+            .bind(sealed.map(|s| s.ciphertext.as_slice()))
+            .bind(sealed.map(|s| s.key_label.as_str()))
+            .execute(&mut **tx)
+            .await?;
+        }
+        (OperationKind::Bind, false) => {
+            binding_update(tx, op, "state = 'failed'").await?;
+        }
+        (OperationKind::Unbind, true) => {
+            binding_update(
+                tx,
+                op,
+                "state = 'deleted', deleted_at = now(), credentials = null, credentials_key = null",
+            )
+            .await?;
+        }
+        (OperationKind::Unbind, false) => {
+            binding_update(tx, op, "state = state").await?;
+        }
+    }
+    Ok(())
+}
+
+async fn instance_update(
+    tx: &mut Transaction<'_, Postgres>,
+    op: &OperationRecord,
+    set: &'static str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "update service_instance set {set}, active_operation_id = null, updated_at = now() \
+         where instance_id = $1 and active_operation_id = $2"
+    ))
+    .bind(&op.instance_id)
+    .bind(op.operation_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn binding_update(
+    tx: &mut Transaction<'_, Postgres>,
+    op: &OperationRecord,
+    set: &'static str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "update service_binding set {set}, active_operation_id = null, updated_at = now() \
+         where binding_id = $1 and active_operation_id = $2"
+    ))
+    .bind(&op.binding_id)
+    .bind(op.operation_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

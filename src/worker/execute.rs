@@ -1,0 +1,292 @@
+//! Running one operation: resolve its instance, plan and backend, call the backend
+//! while renewing the lease, and record the outcome. Used by the worker for queued
+//! operations and by the broker for synchronous requests, so both behave the same.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::Utc;
+use serde_json::{Map, Value};
+
+use crate::backends::{
+    BackendError, BackendRegistry, BindingSpec, Credentials, InstanceSpec, UpdateSpec,
+};
+use crate::catalog::{Plan, SharedCatalog};
+use crate::crypto::Keyring;
+use crate::store::{OperationKind, OperationRecord, Outcome, Store};
+
+/// How long to wait before retrying after the n-th failed attempt: 2^n seconds,
+/// capped at five minutes.
+pub fn backoff(attempts: i32) -> Duration {
+    let exponent = attempts.clamp(0, 8) as u32;
+    Duration::from_secs(2u64.pow(exponent)).min(Duration::from_secs(300))
+}
+
+/// Most attempts before a transient failure becomes permanent.
+pub const MAX_ATTEMPTS: i32 = 10;
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum Execution {
+    /// Done; a bind returns the credentials it created.
+    Succeeded(Option<Credentials>),
+    /// Failed for good; `unavailable` when the managed server could not be reached.
+    Failed {
+        /// User-safe description, also stored on the operation.
+        description: String,
+        /// The server was down rather than the request being wrong.
+        unavailable: bool,
+    },
+    /// A transient failure; the operation is queued again.
+    Retrying(String),
+    /// Another worker holds the operation now; it will finish it.
+    LeaseLost,
+}
+
+/// Whether a transient backend failure is retried later (worker) or reported at
+/// once (a synchronous request whose client is waiting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryPolicy {
+    /// Queue again with backoff.
+    Backoff,
+    /// Fail now.
+    FailFast,
+}
+
+/// Runs operations. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    pub(crate) store: Store,
+    pub(crate) catalog: SharedCatalog,
+    pub(crate) backends: Arc<BackendRegistry>,
+    pub(crate) keyring: Arc<Keyring>,
+    /// Lease length; renewed every third of it while the backend works.
+    pub(crate) lease: Duration,
+}
+
+struct Resolved {
+    plan_id: String,
+    service_id: String,
+    parameters: Map<String, Value>,
+    backend_settings: Value,
+    backend: Arc<dyn crate::backends::ServiceBackend>,
+}
+
+impl Executor {
+    /// Builds an executor.
+    pub fn new(
+        store: Store,
+        catalog: SharedCatalog,
+        backends: Arc<BackendRegistry>,
+        keyring: Arc<Keyring>,
+        lease: Duration,
+    ) -> Self {
+        Self {
+            store,
+            catalog,
+            backends,
+            keyring,
+            lease,
+        }
+    }
+
+    /// Runs `op`, which `owner` has leased, and records the outcome.
+    pub async fn run(&self, op: &OperationRecord, owner: &str, policy: RetryPolicy) -> anyhow::Result<Execution> {
+        if Utc::now() > op.deadline_at {
+            let description = format!(
+                "The {} did not finish within its maximum duration and was stopped. Retry the request; if it keeps failing, contact the broker operator.",
+                op.kind.as_str()
+            );
+            self.store.fail_expired_operation(op, &description).await?;
+            return Ok(Execution::Failed {
+                description,
+                unavailable: false,
+            });
+        }
+        let result = match self.resolve(op).await? {
+            Ok(resolved) => self.call_backend(op, owner, &resolved).await,
+            Err(description) => Err(BackendError::Failed(description)),
+        };
+        let (outcome, execution) = match result {
+            Ok(credentials) => {
+                let sealed = match (&credentials, &op.binding_id) {
+                    (Some(c), Some(binding_id)) => {
+                        let json = serde_json::to_vec(&c.0).context("serialising credentials")?;
+                        Some(self.keyring.seal(&json, binding_id))
+                    }
+                    _ => None,
+                };
+                (
+                    Outcome::Succeeded { credentials: sealed },
+                    Execution::Succeeded(credentials),
+                )
+            }
+            Err(BackendError::Unavailable(description))
+                if policy == RetryPolicy::Backoff && op.attempts < MAX_ATTEMPTS =>
+            {
+                let retrying = self
+                    .store
+                    .retry_operation_later(op.operation_id, owner, backoff(op.attempts), &description)
+                    .await?;
+                return Ok(if retrying {
+                    Execution::Retrying(description)
+                } else {
+                    Execution::LeaseLost
+                });
+            }
+            Err(error) => {
+                let unavailable = matches!(error, BackendError::Unavailable(_));
+                let description = error.to_string();
+                (
+                    Outcome::Failed {
+                        description: description.clone(),
+                    },
+                    Execution::Failed {
+                        description,
+                        unavailable,
+                    },
+                )
+            }
+        };
+        if self.store.finish_operation(op, owner, &outcome).await? {
+            Ok(execution)
+        } else {
+            Ok(Execution::LeaseLost)
+        }
+    }
+
+    /// Finds what the backend needs. `Ok(Err(text))` is a permanent, user-facing failure.
+    async fn resolve(&self, op: &OperationRecord) -> anyhow::Result<Result<Resolved, String>> {
+        let Some(instance) = self.store.find_instance(&op.instance_id).await? else {
+            return Ok(Err("The service instance no longer exists.".to_owned()));
+        };
+        let (plan_id, parameters) = match op.kind {
+            OperationKind::Update => (
+                op.request
+                    .get("plan_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&instance.plan_id)
+                    .to_owned(),
+                op.request
+                    .get("parameters")
+                    .cloned()
+                    .unwrap_or_else(|| instance.parameters.clone()),
+            ),
+            _ => (instance.plan_id.clone(), instance.parameters.clone()),
+        };
+        let Some((_, plan)) = self.catalog.plan(&instance.service_id, &plan_id) else {
+            return Ok(Err(format!(
+                "Plan {plan_id} of service {} is not in the broker's catalog any more; the broker operator must restore it to manage this instance.",
+                instance.service_id
+            )));
+        };
+        let Some(backend) = self.backends.get(&plan.backend_kind) else {
+            return Ok(Err(format!(
+                "The {} backend is not configured on this broker.",
+                plan.backend_kind
+            )));
+        };
+        Ok(Ok(Resolved {
+            plan_id,
+            service_id: instance.service_id.clone(),
+            parameters: as_object(parameters),
+            backend_settings: plan.backend_settings.clone(),
+            backend,
+        }))
+    }
+
+    async fn call_backend(
+        &self,
+        op: &OperationRecord,
+        owner: &str,
+        r: &Resolved,
+    ) -> Result<Option<Credentials>, BackendError> {
+        let spec = InstanceSpec {
+            instance_id: &op.instance_id,
+            service_id: &r.service_id,
+            plan_id: &r.plan_id,
+            plan_settings: &r.backend_settings,
+            parameters: &r.parameters,
+        };
+        let work = async {
+            match op.kind {
+                OperationKind::Provision => r.backend.provision(&spec).await.map(|()| None),
+                OperationKind::Deprovision => r.backend.deprovision(&spec).await.map(|()| None),
+                OperationKind::Update => {
+                    let previous = self.previous_of(op).await?;
+                    let change = UpdateSpec {
+                        target: spec,
+                        previous_plan_settings: previous.as_ref().map_or(&Value::Null, |p| &p.0),
+                        previous_parameters: previous.as_ref().map_or(&EMPTY, |p| &p.1),
+                    };
+                    r.backend.update(&change).await.map(|()| None)
+                }
+                OperationKind::Bind | OperationKind::Unbind => {
+                    let binding_id = op.binding_id.as_deref().unwrap_or_default();
+                    let params = self.binding_parameters(binding_id).await?;
+                    let binding = BindingSpec {
+                        instance: spec,
+                        binding_id,
+                        parameters: &params,
+                    };
+                    if op.kind == OperationKind::Bind {
+                        r.backend.bind(&binding).await.map(Some)
+                    } else {
+                        r.backend.unbind(&binding).await.map(|()| None)
+                    }
+                }
+            }
+        };
+        tokio::pin!(work);
+        let mut renew = tokio::time::interval(self.lease / 3);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                result = &mut work => return result,
+                _ = renew.tick() => {
+                    // A lost lease means another worker took over; stop quietly.
+                    match self.store.renew_lease(op.operation_id, owner, self.lease).await {
+                        Ok(true) => {}
+                        Ok(false) => return Err(BackendError::Unavailable("lease lost".to_owned())),
+                        Err(e) => tracing::warn!(error = %e, "could not renew an operation lease"),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn previous_of(&self, op: &OperationRecord) -> Result<Option<(Value, Map<String, Value>)>, BackendError> {
+        let instance = self
+            .store
+            .find_instance(&op.instance_id)
+            .await
+            .map_err(|_| store_unavailable())?;
+        Ok(instance.and_then(|i| {
+            let plan: Option<&Plan> = self.catalog.plan(&i.service_id, &i.plan_id).map(|(_, p)| p);
+            plan.map(|p| (p.backend_settings.clone(), as_object(i.parameters.clone())))
+        }))
+    }
+
+    async fn binding_parameters(&self, binding_id: &str) -> Result<Map<String, Value>, BackendError> {
+        let binding = self
+            .store
+            .find_binding(binding_id)
+            .await
+            .map_err(|_| store_unavailable())?;
+        Ok(binding.map(|b| as_object(b.parameters)).unwrap_or_default())
+    }
+}
+
+static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+
+fn store_unavailable() -> BackendError {
+    BackendError::Unavailable("The broker's database is unavailable; the operation will be retried.".to_owned())
+}
+
+fn as_object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}

@@ -1,0 +1,176 @@
+//! The worker: claims queued operations and runs them, in every replica at once.
+//!
+//! [`Worker::try_execute_next`] is one step (claim one operation, run it, record the
+//! outcome) and is public so tests drive the queue without sleeping.
+//! [`Worker::run_until_stopped`] loops over it with a bound on concurrent operations,
+//! wakes early when this process enqueues work, and on shutdown stops claiming, lets
+//! running operations finish within a grace period, and releases the leases of the rest.
+
+pub mod execute;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use execute::{Execution, Executor, RetryPolicy};
+
+/// What one step did.
+#[derive(Debug)]
+pub enum StepOutcome {
+    /// An operation was claimed and run.
+    Ran {
+        /// Its id.
+        operation_id: uuid::Uuid,
+        /// How it ended.
+        execution: Execution,
+    },
+    /// Nothing was due.
+    EmptyQueue,
+}
+
+/// Settings of the worker loop.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Operations run at once by this process.
+    pub concurrency: usize,
+    /// How often to look for work when nothing wakes the worker (other replicas' work,
+    /// retries coming due, expired leases).
+    pub poll_interval: Duration,
+    /// How long running operations may take to finish after shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            poll_interval: Duration::from_millis(500),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Runs queued operations.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    executor: Executor,
+    owner: Arc<str>,
+    wake: Arc<Notify>,
+    options: WorkerOptions,
+}
+
+impl Worker {
+    /// A worker that leases operations as `owner` (unique per process).
+    pub fn new(executor: Executor, owner: Arc<str>, wake: Arc<Notify>, options: WorkerOptions) -> Self {
+        Self {
+            executor,
+            owner,
+            wake,
+            options,
+        }
+    }
+
+    /// Claims one due operation and runs it to its outcome (or a retry).
+    pub async fn try_execute_next(&self) -> anyhow::Result<StepOutcome> {
+        let Some(op) = self
+            .executor
+            .store
+            .claim_next_operation(&self.owner, self.executor.lease)
+            .await?
+        else {
+            return Ok(StepOutcome::EmptyQueue);
+        };
+        let span = tracing::info_span!(
+            "operation",
+            operation_id = %op.operation_id,
+            kind = op.kind.as_str(),
+            attempt = op.attempts
+        );
+        let execution = tracing::Instrument::instrument(
+            self.executor.run(&op, &self.owner, RetryPolicy::Backoff),
+            span,
+        )
+        .await?;
+        log_execution(&op, &execution);
+        Ok(StepOutcome::Ran {
+            operation_id: op.operation_id,
+            execution,
+        })
+    }
+
+    /// Loops until `stop` is cancelled, then drains as described in the module docs.
+    pub async fn run_until_stopped(self, stop: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let tasks = TaskTracker::new();
+        let running: Arc<std::sync::Mutex<Vec<uuid::Uuid>>> = Arc::default();
+        loop {
+            let permit = tokio::select! {
+                _ = stop.cancelled() => break,
+                permit = slots.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+            };
+            let claimed = tokio::select! {
+                _ = stop.cancelled() => break,
+                claimed = self.executor.store.claim_next_operation(&self.owner, self.executor.lease) => claimed,
+            };
+            match claimed {
+                Ok(Some(op)) => {
+                    let worker = self.clone();
+                    let running = running.clone();
+                    running.lock().expect("not poisoned").push(op.operation_id);
+                    tasks.spawn(async move {
+                        let span = tracing::info_span!("operation", operation_id = %op.operation_id, kind = op.kind.as_str(), attempt = op.attempts);
+                        let result = tracing::Instrument::instrument(
+                            worker.executor.run(&op, &worker.owner, RetryPolicy::Backoff),
+                            span,
+                        )
+                        .await;
+                        match result {
+                            Ok(execution) => log_execution(&op, &execution),
+                            Err(e) => tracing::warn!(operation_id = %op.operation_id, error = %format!("{e:#}"), "operation step failed; it will be retried when its lease expires"),
+                        }
+                        running.lock().expect("not poisoned").retain(|id| *id != op.operation_id);
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {
+                    drop(permit);
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(self.options.poll_interval) => {}
+                    }
+                }
+                Err(e) => {
+                    drop(permit);
+                    tracing::warn!(error = %e, "cannot claim operations; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+        tasks.close();
+        if tokio::time::timeout(self.options.shutdown_grace, tasks.wait()).await.is_err() {
+            let left: Vec<uuid::Uuid> = running.lock().expect("not poisoned").clone();
+            tracing::warn!(count = left.len(), "shutdown grace period over; releasing leases of unfinished operations");
+            for id in left {
+                if let Err(e) = self.executor.store.release_lease(id, &self.owner).await {
+                    tracing::warn!(operation_id = %id, error = %e, "could not release a lease; it will expire");
+                }
+            }
+        }
+    }
+}
+
+fn log_execution(op: &crate::store::OperationRecord, execution: &Execution) {
+    match execution {
+        Execution::Succeeded(_) => tracing::info!(operation_id = %op.operation_id, kind = op.kind.as_str(), "operation succeeded"),
+        Execution::Failed { description, .. } => tracing::warn!(operation_id = %op.operation_id, kind = op.kind.as_str(), %description, "operation failed"),
+        Execution::Retrying(description) => tracing::info!(operation_id = %op.operation_id, kind = op.kind.as_str(), %description, "operation will be retried"),
+        Execution::LeaseLost => tracing::info!(operation_id = %op.operation_id, "lease lost; another worker finishes the operation"),
+    }
+}
