@@ -47,7 +47,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             let options = connect_options(settings.database_url.expose_secret())?;
             ensure_database(&options).await?;
-            Store::connect_lazy(options, &StoreOptions::default()).migrate().await?;
+            Store::connect_lazy(options, &StoreOptions::default())
+                .migrate()
+                .await?;
             println!("migrations applied");
             Ok(())
         }

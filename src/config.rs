@@ -40,24 +40,132 @@ pub enum EnvKind {
 
 /// Every environment variable bindery reads.
 pub const ENVIRONMENT: &[EnvVar] = &[
-    EnvVar { name: "DATABASE_URL", path: "database_url", secret: true, kind: EnvKind::Text, help: "PostgreSQL URL of bindery's own state database (created if missing)" },
-    EnvVar { name: "BINDERY_LISTEN", path: "listen", secret: false, kind: EnvKind::Text, help: "address:port the OSB API listens on" },
-    EnvVar { name: "BINDERY_CATALOG", path: "catalog", secret: false, kind: EnvKind::Text, help: "path of catalog.yaml" },
-    EnvVar { name: "BINDERY_USERNAME", path: "auth.username", secret: false, kind: EnvKind::Text, help: "basic-auth user name platforms use" },
-    EnvVar { name: "BINDERY_PASSWORD", path: "auth.password", secret: true, kind: EnvKind::Text, help: "basic-auth password platforms use" },
-    EnvVar { name: "BINDERY_MIN_API_VERSION", path: "min_api_version", secret: false, kind: EnvKind::Text, help: "lowest X-Broker-API-Version accepted (2.13 or later)" },
-    EnvVar { name: "BINDERY_ENCRYPTION_KEYS", path: "encryption_keys", secret: true, kind: EnvKind::Text, help: "label:base64key[,label:base64key...]; the first key encrypts, all decrypt" },
-    EnvVar { name: "BINDERY_MAX_BODY_BYTES", path: "max_body_bytes", secret: false, kind: EnvKind::Number, help: "largest request body accepted (413 above)" },
-    EnvVar { name: "BINDERY_LOG", path: "log.filter", secret: false, kind: EnvKind::Text, help: "log filter, e.g. info or bindery=debug" },
-    EnvVar { name: "BINDERY_LOG_FORMAT", path: "log.format", secret: false, kind: EnvKind::Text, help: "text or json" },
-    EnvVar { name: "BINDERY_DATABASE_MAX_CONNECTIONS", path: "database_max_connections", secret: false, kind: EnvKind::Number, help: "size of the state database pool" },
-    EnvVar { name: "BINDERY_WORKER_CONCURRENCY", path: "worker.concurrency", secret: false, kind: EnvKind::Number, help: "operations run at once by this process" },
-    EnvVar { name: "BINDERY_LEASE_SECONDS", path: "worker.lease_seconds", secret: false, kind: EnvKind::Number, help: "operation lease; another replica takes over after it expires" },
-    EnvVar { name: "BINDERY_SHUTDOWN_GRACE_SECONDS", path: "worker.shutdown_grace_seconds", secret: false, kind: EnvKind::Number, help: "time running operations get to finish on SIGTERM" },
-    EnvVar { name: "BINDERY_POSTGRES_ADMIN_URL", path: "backends.postgresql.admin_url", secret: true, kind: EnvKind::Text, help: "admin connection of the PostgreSQL server that hosts instances; unset = postgresql plans not served" },
-    EnvVar { name: "BINDERY_POSTGRES_CREDENTIALS_HOST", path: "backends.postgresql.credentials_host", secret: false, kind: EnvKind::Text, help: "host written into PostgreSQL credentials (default: the admin URL's host)" },
-    EnvVar { name: "BINDERY_POSTGRES_CREDENTIALS_PORT", path: "backends.postgresql.credentials_port", secret: false, kind: EnvKind::Number, help: "port written into PostgreSQL credentials (default: the admin URL's port)" },
-    EnvVar { name: "BINDERY_POSTGRES_NAME_PREFIX", path: "backends.postgresql.name_prefix", secret: false, kind: EnvKind::Text, help: "prefix of generated database and role names" },
+    EnvVar {
+        name: "DATABASE_URL",
+        path: "database_url",
+        secret: true,
+        kind: EnvKind::Text,
+        help: "PostgreSQL URL of bindery's own state database (created if missing)",
+    },
+    EnvVar {
+        name: "BINDERY_LISTEN",
+        path: "listen",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "address:port the OSB API listens on",
+    },
+    EnvVar {
+        name: "BINDERY_CATALOG",
+        path: "catalog",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "path of catalog.yaml",
+    },
+    EnvVar {
+        name: "BINDERY_USERNAME",
+        path: "auth.username",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "basic-auth user name platforms use",
+    },
+    EnvVar {
+        name: "BINDERY_PASSWORD",
+        path: "auth.password",
+        secret: true,
+        kind: EnvKind::Text,
+        help: "basic-auth password platforms use",
+    },
+    EnvVar {
+        name: "BINDERY_MIN_API_VERSION",
+        path: "min_api_version",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "lowest X-Broker-API-Version accepted (2.13 or later)",
+    },
+    EnvVar {
+        name: "BINDERY_ENCRYPTION_KEYS",
+        path: "encryption_keys",
+        secret: true,
+        kind: EnvKind::Text,
+        help: "label:base64key[,label:base64key...]; the first key encrypts, all decrypt",
+    },
+    EnvVar {
+        name: "BINDERY_MAX_BODY_BYTES",
+        path: "max_body_bytes",
+        secret: false,
+        kind: EnvKind::Number,
+        help: "largest request body accepted (413 above)",
+    },
+    EnvVar {
+        name: "BINDERY_LOG",
+        path: "log.filter",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "log filter, e.g. info or bindery=debug",
+    },
+    EnvVar {
+        name: "BINDERY_LOG_FORMAT",
+        path: "log.format",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "text or json",
+    },
+    EnvVar {
+        name: "BINDERY_DATABASE_MAX_CONNECTIONS",
+        path: "database_max_connections",
+        secret: false,
+        kind: EnvKind::Number,
+        help: "size of the state database pool",
+    },
+    EnvVar {
+        name: "BINDERY_WORKER_CONCURRENCY",
+        path: "worker.concurrency",
+        secret: false,
+        kind: EnvKind::Number,
+        help: "operations run at once by this process",
+    },
+    EnvVar {
+        name: "BINDERY_LEASE_SECONDS",
+        path: "worker.lease_seconds",
+        secret: false,
+        kind: EnvKind::Number,
+        help: "operation lease; another replica takes over after it expires",
+    },
+    EnvVar {
+        name: "BINDERY_SHUTDOWN_GRACE_SECONDS",
+        path: "worker.shutdown_grace_seconds",
+        secret: false,
+        kind: EnvKind::Number,
+        help: "time running operations get to finish on SIGTERM",
+    },
+    EnvVar {
+        name: "BINDERY_POSTGRES_ADMIN_URL",
+        path: "backends.postgresql.admin_url",
+        secret: true,
+        kind: EnvKind::Text,
+        help: "admin connection of the PostgreSQL server that hosts instances; unset = postgresql plans not served",
+    },
+    EnvVar {
+        name: "BINDERY_POSTGRES_CREDENTIALS_HOST",
+        path: "backends.postgresql.credentials_host",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "host written into PostgreSQL credentials (default: the admin URL's host)",
+    },
+    EnvVar {
+        name: "BINDERY_POSTGRES_CREDENTIALS_PORT",
+        path: "backends.postgresql.credentials_port",
+        secret: false,
+        kind: EnvKind::Number,
+        help: "port written into PostgreSQL credentials (default: the admin URL's port)",
+    },
+    EnvVar {
+        name: "BINDERY_POSTGRES_NAME_PREFIX",
+        path: "backends.postgresql.name_prefix",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "prefix of generated database and role names",
+    },
 ];
 
 /// All settings.
@@ -218,13 +326,18 @@ impl Settings {
     }
 
     /// Loads settings with `env` as the environment (tests pass a map).
-    pub fn load_from(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
         let mut document = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read configuration file {}", path.display()))?;
-                let value: Value = serde_yaml::from_str(&text)
-                    .with_context(|| format!("configuration file {} is not valid YAML", path.display()))?;
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read configuration file {}", path.display())
+                })?;
+                let value: Value = serde_yaml::from_str(&text).with_context(|| {
+                    format!("configuration file {} is not valid YAML", path.display())
+                })?;
                 match value {
                     Value::Object(map) => map,
                     Value::Null => Map::new(),
@@ -260,8 +373,8 @@ impl Settings {
             };
             set_path(&mut document, var.path, value);
         }
-        let settings: Settings = serde_json::from_value(Value::Object(document))
-            .context("invalid configuration")?;
+        let settings: Settings =
+            serde_json::from_value(Value::Object(document)).context("invalid configuration")?;
         settings.check()?;
         Ok(settings)
     }
@@ -305,7 +418,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(env: &[(&str, &str)]) -> anyhow::Result<Settings> {
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::load_from(None, |n| env.get(n).cloned())
     }
 
@@ -336,7 +452,11 @@ mod tests {
 
     #[test]
     fn secrets_never_appear_in_debug_output() {
-        let s = load(&[("BINDERY_PASSWORD", "s3cret-value"), ("DATABASE_URL", "postgres://u:dbpass@h/db")]).unwrap();
+        let s = load(&[
+            ("BINDERY_PASSWORD", "s3cret-value"),
+            ("DATABASE_URL", "postgres://u:dbpass@h/db"),
+        ])
+        .unwrap();
         let printed = format!("{s:?}");
         assert!(!printed.contains("s3cret-value"));
         assert!(!printed.contains("dbpass"));
@@ -355,8 +475,14 @@ mod tests {
     #[test]
     fn bad_values_are_one_clear_error() {
         let err = load(&[("BINDERY_WORKER_CONCURRENCY", "many")]).unwrap_err();
-        assert!(err.to_string().contains("BINDERY_WORKER_CONCURRENCY"), "{err}");
+        assert!(
+            err.to_string().contains("BINDERY_WORKER_CONCURRENCY"),
+            "{err}"
+        );
         let err = load(&[("BINDERY_LISTEN", "nowhere")]).unwrap_err();
-        assert!(format!("{err:#}").contains("invalid configuration"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("invalid configuration"),
+            "{err:#}"
+        );
     }
 }

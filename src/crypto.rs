@@ -33,13 +33,19 @@ impl fmt::Debug for EncryptionKey {
 impl EncryptionKey {
     /// A key from its label and 32 raw bytes.
     pub fn from_bytes(label: &str, bytes: &[u8]) -> Result<Self, CryptoError> {
-        if label.is_empty() || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if label.is_empty()
+            || !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(CryptoError::BadKey(format!(
                 "key label `{label}` must be non-empty letters, digits, - or _"
             )));
         }
         let cipher = Aes256Gcm::new_from_slice(bytes).map_err(|_| {
-            CryptoError::BadKey(format!("key `{label}` must be exactly 32 bytes (base64 of 32 random bytes)"))
+            CryptoError::BadKey(format!(
+                "key `{label}` must be exactly 32 bytes (base64 of 32 random bytes)"
+            ))
         })?;
         Ok(Self {
             label: label.to_owned(),
@@ -63,7 +69,9 @@ pub enum CryptoError {
     #[error("{0}")]
     BadKey(String),
     /// Data was sealed with a key that is not configured any more.
-    #[error("credentials were encrypted with key `{0}`, which is not configured; add it back to BINDERY_ENCRYPTION_KEYS")]
+    #[error(
+        "credentials were encrypted with key `{0}`, which is not configured; add it back to BINDERY_ENCRYPTION_KEYS"
+    )]
     UnknownKey(String),
     /// The ciphertext does not open with its key: corrupted, or moved between rows.
     #[error("stored credentials do not decrypt with key `{0}` (corrupted or tampered)")]
@@ -90,13 +98,18 @@ impl Keyring {
     pub fn new(keys: Vec<EncryptionKey>) -> Result<Self, CryptoError> {
         let primary = keys
             .first()
-            .ok_or_else(|| CryptoError::BadKey("at least one encryption key is required".to_owned()))?
+            .ok_or_else(|| {
+                CryptoError::BadKey("at least one encryption key is required".to_owned())
+            })?
             .label
             .clone();
         let mut map = HashMap::new();
         for key in keys {
             if map.insert(key.label.clone(), key.clone()).is_some() {
-                return Err(CryptoError::BadKey(format!("key label `{}` is configured twice", key.label)));
+                return Err(CryptoError::BadKey(format!(
+                    "key label `{}` is configured twice",
+                    key.label
+                )));
             }
         }
         Ok(Self { primary, keys: map })
@@ -110,7 +123,9 @@ impl Keyring {
             .filter(|s| !s.is_empty())
             .map(|entry| {
                 let (label, encoded) = entry.split_once(':').ok_or_else(|| {
-                    CryptoError::BadKey("each encryption key must be written label:base64".to_owned())
+                    CryptoError::BadKey(
+                        "each encryption key must be written label:base64".to_owned(),
+                    )
                 })?;
                 EncryptionKey::from_base64(label.trim(), encoded)
             })
@@ -184,14 +199,20 @@ mod tests {
         let keys = ring(A);
         let sealed = keys.seal(b"{\"password\":\"hunter2\"}", "binding-1");
         assert!(!sealed.ciphertext.windows(7).any(|w| w == b"hunter2"));
-        assert_eq!(keys.open(&sealed, "binding-1").unwrap(), b"{\"password\":\"hunter2\"}");
+        assert_eq!(
+            keys.open(&sealed, "binding-1").unwrap(),
+            b"{\"password\":\"hunter2\"}"
+        );
     }
 
     #[test]
     fn a_ciphertext_moved_to_another_binding_does_not_open() {
         let keys = ring(A);
         let sealed = keys.seal(b"secret", "binding-1");
-        assert!(matches!(keys.open(&sealed, "binding-2"), Err(CryptoError::Corrupt(_))));
+        assert!(matches!(
+            keys.open(&sealed, "binding-2"),
+            Err(CryptoError::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -25,13 +25,21 @@ use crate::worker::{Worker, WorkerOptions};
 /// "known but unconfigured" otherwise (their plans are then not served).
 pub fn builtin_backends(settings: &Settings) -> anyhow::Result<BackendRegistry> {
     let mut registry = BackendRegistry::new();
-    match settings.backends.postgresql.as_ref().and_then(|p| p.admin_url.as_ref().map(|u| (p, u))) {
+    match settings
+        .backends
+        .postgresql
+        .as_ref()
+        .and_then(|p| p.admin_url.as_ref().map(|u| (p, u)))
+    {
         Some((pg, admin_url)) => {
             let backend = PostgresBackend::new(PostgresBackendConfig {
                 admin_url: admin_url.clone(),
                 credentials_host: pg.credentials_host.clone(),
                 credentials_port: pg.credentials_port,
-                name_prefix: pg.name_prefix.clone().unwrap_or_else(|| "bindery".to_owned()),
+                name_prefix: pg
+                    .name_prefix
+                    .clone()
+                    .unwrap_or_else(|| "bindery".to_owned()),
             })
             .context("configuring the postgresql backend")?;
             registry.register("postgresql", Arc::new(backend));
@@ -61,16 +69,22 @@ impl Application {
     /// Builds everything from settings and a backend registry.
     pub async fn build(settings: &Settings, backends: BackendRegistry) -> anyhow::Result<Self> {
         let keyring = match &settings.encryption_keys {
-            Some(spec) => Keyring::parse(spec.expose_secret()).context("BINDERY_ENCRYPTION_KEYS")?,
+            Some(spec) => {
+                Keyring::parse(spec.expose_secret()).context("BINDERY_ENCRYPTION_KEYS")?
+            }
             None => bail!(
                 "no encryption key configured: set BINDERY_ENCRYPTION_KEYS to label:<base64 of 32 random bytes> (for example `primary:$(head -c32 /dev/urandom | base64)`); bindery never stores credentials unencrypted"
             ),
         };
         let authenticator = match (&settings.auth.username, &settings.auth.password) {
-            (Some(user), Some(password)) if !user.is_empty() && !password.expose_secret().is_empty() => {
+            (Some(user), Some(password))
+                if !user.is_empty() && !password.expose_secret().is_empty() =>
+            {
                 Authenticator::new([(user.as_str(), password.expose_secret())])
             }
-            _ => bail!("no basic-auth credentials configured: set BINDERY_USERNAME and BINDERY_PASSWORD"),
+            _ => bail!(
+                "no basic-auth credentials configured: set BINDERY_USERNAME and BINDERY_PASSWORD"
+            ),
         };
         let min_version: ApiVersion = settings
             .min_api_version
@@ -152,9 +166,14 @@ impl Application {
 
     /// Serves until `stop` is cancelled; with `run_worker`, the worker runs alongside.
     /// On stop: no new connections, in-flight requests finish, the worker drains.
-    pub async fn run_until_stopped(self, stop: CancellationToken, run_worker: bool) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        stop: CancellationToken,
+        run_worker: bool,
+    ) -> anyhow::Result<()> {
         let router = crate::http::router(self.state, &self.http);
-        let worker_task = run_worker.then(|| tokio::spawn(self.worker.run_until_stopped(stop.clone())));
+        let worker_task =
+            run_worker.then(|| tokio::spawn(self.worker.run_until_stopped(stop.clone())));
         let serve_stop = stop.clone();
         axum::serve(self.listener, router)
             .with_graceful_shutdown(async move { serve_stop.cancelled().await })

@@ -133,7 +133,10 @@ pub type SettingsChecker = fn(&Value) -> Vec<String>;
 #[derive(Debug, Clone)]
 enum Entry {
     Ready(Arc<dyn ServiceBackend>),
-    Unconfigured { checker: SettingsChecker, reason: String },
+    Unconfigured {
+        checker: SettingsChecker,
+        reason: String,
+    },
 }
 
 /// Maps the backend kinds named in `catalog.yaml` to implementations.

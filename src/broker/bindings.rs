@@ -6,7 +6,9 @@ use super::fingerprint::{BindFingerprint, same_binding};
 use super::{BindOutcome, Broker, DeleteOutcome, RequestContext, busy, input};
 use crate::error::{BrokerError, BrokerResult};
 use crate::osb::{BindRequest, BindResponse};
-use crate::store::{BindingInsert, BindingRecord, BindingState, InstanceState, NewBinding, OperationKind};
+use crate::store::{
+    BindingInsert, BindingRecord, BindingState, InstanceState, NewBinding, OperationKind,
+};
 
 impl Broker {
     /// `PUT /v2/service_instances/:instance_id/service_bindings/:binding_id`.
@@ -23,8 +25,11 @@ impl Broker {
         let service_id = input::required(&request.service_id, "service_id")?;
         let plan_id = input::required(&request.plan_id, "plan_id")?;
         input::optional(&request.app_guid, "app_guid")?;
-        let parameters = Value::Object(input::object(request.parameters.clone(), "parameters")?.unwrap_or_default());
-        let bind_resource = input::object(request.bind_resource.clone(), "bind_resource")?.map(Value::Object);
+        let parameters = Value::Object(
+            input::object(request.parameters.clone(), "parameters")?.unwrap_or_default(),
+        );
+        let bind_resource =
+            input::object(request.bind_resource.clone(), "bind_resource")?.map(Value::Object);
         let context = input::object(request.context.clone(), "context")?.map(Value::Object);
         let (service, plan) = input::plan(&self.catalog, service_id, plan_id)?;
         if !plan.bindable {
@@ -37,7 +42,10 @@ impl Broker {
         if plan.requires_app && app_guid.is_none() {
             return Err(BrokerError::RequiresApp);
         }
-        input::parameters(plan.bind_schema.as_ref(), parameters.as_object().expect("built as an object"))?;
+        input::parameters(
+            plan.bind_schema.as_ref(),
+            parameters.as_object().expect("built as an object"),
+        )?;
 
         let instance = match self.store.find_instance(instance_id).await? {
             Some(i) if i.state != InstanceState::Deleted => i,
@@ -54,7 +62,14 @@ impl Broker {
             )));
         }
 
-        let operation = self.new_operation(OperationKind::Bind, instance_id, Some(binding_id), json!({}), Some(plan), false);
+        let operation = self.new_operation(
+            OperationKind::Bind,
+            instance_id,
+            Some(binding_id),
+            json!({}),
+            Some(plan),
+            false,
+        );
         let new = NewBinding {
             binding_id,
             instance_id,
@@ -76,13 +91,17 @@ impl Broker {
             }
             BindingInsert::InstanceUnavailable => {
                 return Err(match self.store.find_instance(instance_id).await? {
-                    Some(i) if i.state == InstanceState::Failed && i.active_operation_id.is_none() => {
+                    Some(i)
+                        if i.state == InstanceState::Failed && i.active_operation_id.is_none() =>
+                    {
                         BrokerError::Unprocessable(format!(
                             "Service instance {instance_id} failed to provision and cannot be bound."
                         ))
                     }
                     Some(i) if i.state != InstanceState::Deleted => busy("service instance"),
-                    _ => BrokerError::NotFound(format!("Service instance {instance_id} does not exist.")),
+                    _ => BrokerError::NotFound(format!(
+                        "Service instance {instance_id} does not exist."
+                    )),
                 });
             }
             BindingInsert::Exists => {}
@@ -112,10 +131,22 @@ impl Broker {
                 ..BindResponse::default()
             })),
             (BindingState::Failed, None) => {
-                let retry = self.new_operation(OperationKind::Bind, instance_id, Some(binding_id), json!({}), Some(plan), false);
+                let retry = self.new_operation(
+                    OperationKind::Bind,
+                    instance_id,
+                    Some(binding_id),
+                    json!({}),
+                    Some(plan),
+                    false,
+                );
                 if !self
                     .store
-                    .begin_binding_operation(binding_id, &[BindingState::Failed], &retry, Some(BindingState::Creating))
+                    .begin_binding_operation(
+                        binding_id,
+                        &[BindingState::Failed],
+                        &retry,
+                        Some(BindingState::Creating),
+                    )
                     .await?
                 {
                     return Err(busy("service binding"));
@@ -149,13 +180,27 @@ impl Broker {
         if binding.active_operation_id.is_some() {
             return Err(busy("service binding"));
         }
-        let plan = self.catalog.plan(&binding.service_id, &binding.plan_id).map(|(_, p)| p);
-        let operation = self.new_operation(OperationKind::Unbind, instance_id, Some(binding_id), json!({}), plan, false);
+        let plan = self
+            .catalog
+            .plan(&binding.service_id, &binding.plan_id)
+            .map(|(_, p)| p);
+        let operation = self.new_operation(
+            OperationKind::Unbind,
+            instance_id,
+            Some(binding_id),
+            json!({}),
+            plan,
+            false,
+        );
         if !self
             .store
             .begin_binding_operation(
                 binding_id,
-                &[BindingState::Ready, BindingState::Failed, BindingState::Creating],
+                &[
+                    BindingState::Ready,
+                    BindingState::Failed,
+                    BindingState::Creating,
+                ],
                 &operation,
                 None,
             )
@@ -176,7 +221,14 @@ impl Broker {
             .open(sealed, &binding.binding_id)
             .map_err(|e| BrokerError::Internal(anyhow::Error::new(e)))?;
         let map: std::collections::BTreeMap<String, String> = serde_json::from_slice(&plain)
-            .map_err(|e| BrokerError::Internal(anyhow::Error::new(e).context("stored credentials are not a JSON object")))?;
-        Ok(map.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+            .map_err(|e| {
+                BrokerError::Internal(
+                    anyhow::Error::new(e).context("stored credentials are not a JSON object"),
+                )
+            })?;
+        Ok(map
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect())
     }
 }

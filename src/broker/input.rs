@@ -12,7 +12,9 @@ use crate::osb::ApiVersion;
 pub(super) fn required<'a>(value: &'a Option<String>, field: &str) -> BrokerResult<&'a str> {
     match value.as_deref() {
         Some(s) if !s.trim().is_empty() => Ok(s),
-        Some(_) => Err(BrokerError::bad_request(format!("{field} must not be empty"))),
+        Some(_) => Err(BrokerError::bad_request(format!(
+            "{field} must not be empty"
+        ))),
         None => Err(BrokerError::bad_request(format!("{field} is required"))),
     }
 }
@@ -28,7 +30,10 @@ pub(super) fn required_query<'a>(value: Option<&'a str>, name: &str) -> BrokerRe
 }
 
 /// An optional string that, if present, must not be empty.
-pub(super) fn optional<'a>(value: &'a Option<String>, field: &str) -> BrokerResult<Option<&'a str>> {
+pub(super) fn optional<'a>(
+    value: &'a Option<String>,
+    field: &str,
+) -> BrokerResult<Option<&'a str>> {
     match value.as_deref() {
         Some(s) if s.trim().is_empty() => Err(BrokerError::bad_request(format!(
             "{field} must not be empty when present"
@@ -38,11 +43,16 @@ pub(super) fn optional<'a>(value: &'a Option<String>, field: &str) -> BrokerResu
 }
 
 /// An optional field that must be a JSON object when present.
-pub(super) fn object(value: Option<Value>, field: &str) -> BrokerResult<Option<Map<String, Value>>> {
+pub(super) fn object(
+    value: Option<Value>,
+    field: &str,
+) -> BrokerResult<Option<Map<String, Value>>> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(map)) => Ok(Some(map)),
-        Some(_) => Err(BrokerError::bad_request(format!("{field} must be a JSON object"))),
+        Some(_) => Err(BrokerError::bad_request(format!(
+            "{field} must be a JSON object"
+        ))),
     }
 }
 
@@ -53,7 +63,9 @@ pub(super) fn plan<'c>(
     plan_id: &str,
 ) -> BrokerResult<(&'c Service, &'c Plan)> {
     let service = catalog.service(service_id).ok_or_else(|| {
-        BrokerError::bad_request(format!("service_id `{service_id}` is not in the broker's catalog"))
+        BrokerError::bad_request(format!(
+            "service_id `{service_id}` is not in the broker's catalog"
+        ))
     })?;
     let plan = service.plan(plan_id).ok_or_else(|| {
         BrokerError::bad_request(format!(
@@ -65,7 +77,10 @@ pub(super) fn plan<'c>(
 }
 
 /// Validates parameters against a plan schema (400 naming the field).
-pub(super) fn parameters(schema: Option<&ParameterSchema>, parameters: &Map<String, Value>) -> BrokerResult<()> {
+pub(super) fn parameters(
+    schema: Option<&ParameterSchema>,
+    parameters: &Map<String, Value>,
+) -> BrokerResult<()> {
     if let Some(schema) = schema {
         schema
             .check(&Value::Object(parameters.clone()))
@@ -75,7 +90,11 @@ pub(super) fn parameters(schema: Option<&ParameterSchema>, parameters: &Map<Stri
 }
 
 /// 2.15: a request's `maintenance_info.version` must equal the plan's.
-pub(super) fn maintenance_info(version: ApiVersion, requested: Option<&Value>, plan: &Plan) -> BrokerResult<()> {
+pub(super) fn maintenance_info(
+    version: ApiVersion,
+    requested: Option<&Value>,
+    plan: &Plan,
+) -> BrokerResult<()> {
     if !version.has(ApiVersion::V2_15) {
         return Ok(());
     }
@@ -84,7 +103,9 @@ pub(super) fn maintenance_info(version: ApiVersion, requested: Option<&Value>, p
     };
     let requested_version = requested.get("version").and_then(Value::as_str);
     if requested_version.is_none() {
-        return Err(BrokerError::bad_request("maintenance_info.version is required when maintenance_info is present"));
+        return Err(BrokerError::bad_request(
+            "maintenance_info.version is required when maintenance_info is present",
+        ));
     }
     if requested_version != plan.maintenance_version.as_deref() {
         return Err(BrokerError::MaintenanceInfoConflict);

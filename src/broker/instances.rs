@@ -25,11 +25,16 @@ impl Broker {
         let plan_id = input::required(&request.plan_id, "plan_id")?;
         let organization_guid = input::required(&request.organization_guid, "organization_guid")?;
         let space_guid = input::required(&request.space_guid, "space_guid")?;
-        let parameters = Value::Object(input::object(request.parameters.clone(), "parameters")?.unwrap_or_default());
+        let parameters = Value::Object(
+            input::object(request.parameters.clone(), "parameters")?.unwrap_or_default(),
+        );
         let context = input::object(request.context.clone(), "context")?.map(Value::Object);
         let (_, plan) = input::plan(&self.catalog, service_id, plan_id)?;
         input::maintenance_info(ctx.version, request.maintenance_info.as_ref(), plan)?;
-        input::parameters(plan.create_schema.as_ref(), parameters.as_object().expect("built as an object"))?;
+        input::parameters(
+            plan.create_schema.as_ref(),
+            parameters.as_object().expect("built as an object"),
+        )?;
         let run_async = Self::runs_async(plan, accepts_incomplete)?;
         let backend = self.backend_for(plan)?;
         let dashboard_url = backend.dashboard_url(&InstanceSpec {
@@ -40,7 +45,14 @@ impl Broker {
             parameters: parameters.as_object().expect("built as an object"),
         });
 
-        let operation = self.new_operation(OperationKind::Provision, instance_id, None, json!({}), Some(plan), run_async);
+        let operation = self.new_operation(
+            OperationKind::Provision,
+            instance_id,
+            None,
+            json!({}),
+            Some(plan),
+            run_async,
+        );
         let new = NewInstance {
             instance_id,
             service_id,
@@ -59,7 +71,9 @@ impl Broker {
         if self.store.insert_instance(&new, &operation).await? {
             return if run_async {
                 self.wake_worker();
-                Ok(ProvisionOutcome::Accepted(response(Some(operation.operation_id.to_string()))))
+                Ok(ProvisionOutcome::Accepted(response(Some(
+                    operation.operation_id.to_string(),
+                ))))
             } else {
                 self.run_inline(&operation).await?;
                 Ok(ProvisionOutcome::Created(response(None)))
@@ -92,7 +106,9 @@ impl Broker {
         let active = self.store.active_instance_operation(&existing).await?;
         match (existing.state, active) {
             (InstanceState::Ready, None) => Ok(ProvisionOutcome::AlreadyExists(replay)),
-            (InstanceState::Provisioning, Some(op)) if op.kind == OperationKind::Provision && accepts_incomplete => {
+            (InstanceState::Provisioning, Some(op))
+                if op.kind == OperationKind::Provision && accepts_incomplete =>
+            {
                 Ok(ProvisionOutcome::Accepted(ProvisionResponse {
                     operation: Some(op.operation_id.to_string()),
                     ..replay
@@ -101,10 +117,22 @@ impl Broker {
             (InstanceState::Failed, None) => {
                 // An identical retry of a failed provision provisions again: backends
                 // are idempotent, so this converges on what was half-created.
-                let retry = self.new_operation(OperationKind::Provision, instance_id, None, json!({}), Some(plan), run_async);
+                let retry = self.new_operation(
+                    OperationKind::Provision,
+                    instance_id,
+                    None,
+                    json!({}),
+                    Some(plan),
+                    run_async,
+                );
                 if !self
                     .store
-                    .begin_instance_operation(instance_id, &[InstanceState::Failed], &retry, Some(InstanceState::Provisioning))
+                    .begin_instance_operation(
+                        instance_id,
+                        &[InstanceState::Failed],
+                        &retry,
+                        Some(InstanceState::Provisioning),
+                    )
                     .await?
                 {
                     return Err(busy("service instance"));
@@ -168,7 +196,8 @@ impl Broker {
         let merged = match &new_parameters {
             Some(changes) => {
                 input::parameters(target.update_schema.as_ref(), changes)?;
-                let mut merged: Map<String, Value> = instance.parameters.as_object().cloned().unwrap_or_default();
+                let mut merged: Map<String, Value> =
+                    instance.parameters.as_object().cloned().unwrap_or_default();
                 merged.extend(changes.clone());
                 Value::Object(merged)
             }
@@ -178,7 +207,10 @@ impl Broker {
         let op_request = json!({ "plan_id": target_plan_id, "parameters": merged });
 
         if let Some(active) = self.store.active_instance_operation(&instance).await? {
-            return if active.kind == OperationKind::Update && active.request == op_request && accepts_incomplete {
+            return if active.kind == OperationKind::Update
+                && active.request == op_request
+                && accepts_incomplete
+            {
                 Ok(UpdateOutcome::Accepted {
                     operation: active.operation_id.to_string(),
                 })
@@ -190,7 +222,8 @@ impl Broker {
             InstanceState::Ready => {}
             InstanceState::Failed => {
                 return Err(BrokerError::Unprocessable(
-                    "The instance failed to provision; delete it and provision it again.".to_owned(),
+                    "The instance failed to provision; delete it and provision it again."
+                        .to_owned(),
                 ));
             }
             _ => return Err(busy("service instance")),
@@ -199,7 +232,14 @@ impl Broker {
             return Ok(UpdateOutcome::Updated);
         }
 
-        let operation = self.new_operation(OperationKind::Update, instance_id, None, op_request, Some(target), run_async);
+        let operation = self.new_operation(
+            OperationKind::Update,
+            instance_id,
+            None,
+            op_request,
+            Some(target),
+            run_async,
+        );
         if !self
             .store
             .begin_instance_operation(instance_id, &[InstanceState::Ready], &operation, None)
@@ -236,9 +276,15 @@ impl Broker {
         };
         if instance.service_id != service_id || Some(instance.plan_id.as_str()) != plan_id {
             // Hints only: the stored instance is the truth. Never block a delete over them.
-            tracing::info!(instance_id, "deprovision hints differ from the stored instance; using the stored values");
+            tracing::info!(
+                instance_id,
+                "deprovision hints differ from the stored instance; using the stored values"
+            );
         }
-        let plan = self.catalog.plan(&instance.service_id, &instance.plan_id).map(|(_, p)| p);
+        let plan = self
+            .catalog
+            .plan(&instance.service_id, &instance.plan_id)
+            .map(|(_, p)| p);
         let run_async = match plan {
             Some(plan) => Self::runs_async(plan, accepts_incomplete)?,
             None => accepts_incomplete,
@@ -252,10 +298,22 @@ impl Broker {
                 Err(busy("service instance"))
             };
         }
-        let operation = self.new_operation(OperationKind::Deprovision, instance_id, None, json!({}), plan, run_async);
+        let operation = self.new_operation(
+            OperationKind::Deprovision,
+            instance_id,
+            None,
+            json!({}),
+            plan,
+            run_async,
+        );
         if !self
             .store
-            .begin_instance_operation(instance_id, &[InstanceState::Ready, InstanceState::Failed], &operation, None)
+            .begin_instance_operation(
+                instance_id,
+                &[InstanceState::Ready, InstanceState::Failed],
+                &operation,
+                None,
+            )
             .await?
         {
             return Err(busy("service instance"));

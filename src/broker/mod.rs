@@ -196,7 +196,10 @@ impl Broker {
             api_version: ctx.version.to_string(),
             request_id: ctx.request_id.as_deref(),
             platform: ctx.identity.as_ref().map(|i| i.platform.as_str()),
-            identity: ctx.identity.as_ref().map(|i| Value::Object(i.value.clone())),
+            identity: ctx
+                .identity
+                .as_ref()
+                .map(|i| Value::Object(i.value.clone())),
         };
         if let Err(e) = self.store.record_audit_event(&event).await {
             tracing::warn!(error = %e, action, "could not write an audit event");
@@ -246,7 +249,10 @@ impl Broker {
     /// Runs a just-registered inline operation to its end. A failure is answered with
     /// the operation's user-safe description: 503 when the managed server was down,
     /// 502 when it refused.
-    async fn run_inline(&self, op: &NewOperation<'_>) -> BrokerResult<Option<crate::backends::Credentials>> {
+    async fn run_inline(
+        &self,
+        op: &NewOperation<'_>,
+    ) -> BrokerResult<Option<crate::backends::Credentials>> {
         let record = OperationRecord {
             operation_id: op.operation_id,
             instance_id: op.instance_id.to_owned(),
@@ -258,17 +264,20 @@ impl Broker {
             attempts: 1,
             deadline_at: Utc::now() + op.deadline,
         };
-        match self.executor.run(&record, &self.owner, RetryPolicy::FailFast).await? {
+        match self
+            .executor
+            .run(&record, &self.owner, RetryPolicy::FailFast)
+            .await?
+        {
             Execution::Succeeded(credentials) => Ok(credentials),
             Execution::Failed {
                 description,
                 unavailable: true,
             } => Err(BrokerError::Unavailable(description)),
             Execution::Failed { description, .. } => Err(BrokerError::BackendFailed(description)),
-            Execution::Retrying(_) | Execution::LeaseLost => Err(BrokerError::Internal(anyhow::anyhow!(
-                "inline operation {} lost its lease",
-                op.operation_id
-            ))),
+            Execution::Retrying(_) | Execution::LeaseLost => Err(BrokerError::Internal(
+                anyhow::anyhow!("inline operation {} lost its lease", op.operation_id),
+            )),
         }
     }
 

@@ -5,8 +5,8 @@
 //! `backend` (kind and settings) and execution settings that are never served.
 
 mod load;
-mod serve;
 pub mod schema;
+mod serve;
 mod validate;
 
 use std::collections::HashMap;
@@ -102,7 +102,9 @@ pub type SharedCatalog = Arc<Catalog>;
 impl Catalog {
     /// The service with `service_id`.
     pub fn service(&self, service_id: &str) -> Option<&Service> {
-        self.service_index.get(service_id).map(|&i| &self.services[i])
+        self.service_index
+            .get(service_id)
+            .map(|&i| &self.services[i])
     }
 
     /// The plan `plan_id` of service `service_id`.

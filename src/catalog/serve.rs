@@ -4,8 +4,8 @@
 //! checker sets `additionalProperties: false` on plans and the top level), so each
 //! tier strips the fields that arrived later.
 
-use sha2::{Digest, Sha256};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::bytes_body::Body;
 use crate::osb::ApiVersion;
@@ -42,7 +42,8 @@ impl CatalogBodies {
         let tiers = TIERS
             .iter()
             .map(|&tier| {
-                let services: Vec<Value> = services.iter().map(|s| shape_service(s, tier)).collect();
+                let services: Vec<Value> =
+                    services.iter().map(|s| shape_service(s, tier)).collect();
                 let mut root = Map::new();
                 root.insert("services".to_owned(), Value::Array(services));
                 let json = serde_json::to_vec(&Value::Object(root)).expect("JSON values serialise");

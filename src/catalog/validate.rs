@@ -162,7 +162,9 @@ fn string_array(map: &Map<String, Value>, key: &str, path: &str, p: &mut Problem
 pub(super) fn build(document: &Value, registry: &BackendRegistry) -> Result<Catalog, Vec<String>> {
     let mut p = Problems(Vec::new());
     let Some(root) = document.as_object() else {
-        return Err(vec!["(root): must be a mapping with a `services` list".to_owned()]);
+        return Err(vec![
+            "(root): must be a mapping with a `services` list".to_owned(),
+        ]);
     };
     known_keys(root, &["services"], "(root)", &mut p);
     let services_raw: &[Value] = match root.get("services") {
@@ -232,7 +234,8 @@ pub(super) fn build(document: &Value, registry: &BackendRegistry) -> Result<Cata
                 None => p.add(&cpath, "must be a mapping"),
             }
         }
-        let plan_updateable = opt_bool(service_map, "plan_updateable", &path, &mut p).unwrap_or(false);
+        let plan_updateable =
+            opt_bool(service_map, "plan_updateable", &path, &mut p).unwrap_or(false);
         let instances_retrievable =
             opt_bool(service_map, "instances_retrievable", &path, &mut p).unwrap_or(false);
         let bindings_retrievable =
@@ -243,12 +246,18 @@ pub(super) fn build(document: &Value, registry: &BackendRegistry) -> Result<Cata
         if let Some(id) = &id
             && let Some(first) = seen_ids.insert(id.clone(), format!("{path}.id"))
         {
-            p.add(&format!("{path}.id"), format!("`{id}` is already used at {first}"));
+            p.add(
+                &format!("{path}.id"),
+                format!("`{id}` is already used at {first}"),
+            );
         }
         if let Some(n) = &service_name
             && let Some(first) = seen_service_names.insert(n.clone(), format!("{path}.name"))
         {
-            p.add(&format!("{path}.name"), format!("`{n}` is already used at {first}"));
+            p.add(
+                &format!("{path}.name"),
+                format!("`{n}` is already used at {first}"),
+            );
         }
 
         let plans_raw: &[Value] = match service_map.get("plans") {
@@ -289,14 +298,20 @@ pub(super) fn build(document: &Value, registry: &BackendRegistry) -> Result<Cata
             if let Some(v) = plan_map.get("maximum_polling_duration")
                 && v.as_u64().is_none_or(|n| n == 0)
             {
-                p.add(&format!("{ppath}.maximum_polling_duration"), "must be a positive whole number of seconds");
+                p.add(
+                    &format!("{ppath}.maximum_polling_duration"),
+                    "must be a positive whole number of seconds",
+                );
             }
             let max_operation_duration = match plan_map.get("max_operation_duration") {
                 None => DEFAULT_MAX_OPERATION,
                 Some(v) => match v.as_u64() {
                     Some(secs) if secs > 0 => Duration::from_secs(secs),
                     _ => {
-                        p.add(&format!("{ppath}.max_operation_duration"), "must be a positive whole number of seconds");
+                        p.add(
+                            &format!("{ppath}.max_operation_duration"),
+                            "must be a positive whole number of seconds",
+                        );
                         DEFAULT_MAX_OPERATION
                     }
                 },
@@ -304,11 +319,19 @@ pub(super) fn build(document: &Value, registry: &BackendRegistry) -> Result<Cata
             let maintenance_version = match plan_map.get("maintenance_info") {
                 None => None,
                 Some(Value::Object(mi)) => {
-                    known_keys(mi, &["version", "description"], &format!("{ppath}.maintenance_info"), &mut p);
+                    known_keys(
+                        mi,
+                        &["version", "description"],
+                        &format!("{ppath}.maintenance_info"),
+                        &mut p,
+                    );
                     match mi.get("version") {
                         Some(Value::String(v)) if is_semver(v) => Some(v.clone()),
                         _ => {
-                            p.add(&format!("{ppath}.maintenance_info.version"), "is required and must be a SemVer 2.0 version such as 1.2.0");
+                            p.add(
+                                &format!("{ppath}.maintenance_info.version"),
+                                "is required and must be a SemVer 2.0 version such as 1.2.0",
+                            );
                             None
                         }
                     }
@@ -325,12 +348,18 @@ pub(super) fn build(document: &Value, registry: &BackendRegistry) -> Result<Cata
                     "required" => Execution::Required,
                     "never" => Execution::Never,
                     other => {
-                        p.add(&format!("{ppath}.asynchronous"), format!("`{other}` is not one of preferred, required, never"));
+                        p.add(
+                            &format!("{ppath}.asynchronous"),
+                            format!("`{other}` is not one of preferred, required, never"),
+                        );
                         Execution::Preferred
                     }
                 },
                 Some(_) => {
-                    p.add(&format!("{ppath}.asynchronous"), "must be one of preferred, required, never");
+                    p.add(
+                        &format!("{ppath}.asynchronous"),
+                        "must be one of preferred, required, never",
+                    );
                     Execution::Preferred
                 }
             };
@@ -343,12 +372,21 @@ pub(super) fn build(document: &Value, registry: &BackendRegistry) -> Result<Cata
             if let Some(n) = &plan_name
                 && let Some(first) = plan_names.insert(n.clone(), format!("{ppath}.name"))
             {
-                p.add(&format!("{ppath}.name"), format!("`{n}` is already used at {first} in this service"));
+                p.add(
+                    &format!("{ppath}.name"),
+                    format!("`{n}` is already used at {first} in this service"),
+                );
             }
 
             let schemas = plan_schemas(plan_map, &ppath, &mut p);
-            let (kind, settings, usable) =
-                plan_backend(service_backend, plan_map.get("backend"), &ppath, registry, &mut p, &mut unconfigured_warnings);
+            let (kind, settings, usable) = plan_backend(
+                service_backend,
+                plan_map.get("backend"),
+                &ppath,
+                registry,
+                &mut p,
+                &mut unconfigured_warnings,
+            );
 
             let (Some(plan_id), Some(plan_name), Some(kind)) = (plan_id, plan_name, kind) else {
                 continue;
@@ -382,7 +420,10 @@ pub(super) fn build(document: &Value, registry: &BackendRegistry) -> Result<Cata
             continue;
         }
         let mut served = strip_bindery_keys(service_map);
-        served.insert("plans".to_owned(), Value::Array(served_plans.into_iter().map(Value::Object).collect()));
+        served.insert(
+            "plans".to_owned(),
+            Value::Array(served_plans.into_iter().map(Value::Object).collect()),
+        );
         served_documents.push(Value::Object(served));
         services.push(Service {
             id,
@@ -437,7 +478,11 @@ fn plan_schemas(plan: &Map<String, Value>, path: &str, p: &mut Problems) -> Plan
             p.add(&gpath, "must be a mapping");
             return None;
         };
-        let allowed: &[&str] = if group == "service_instance" { &["create", "update"] } else { &["create"] };
+        let allowed: &[&str] = if group == "service_instance" {
+            &["create", "update"]
+        } else {
+            &["create"]
+        };
         if action == "create" {
             known_keys(g, allowed, &gpath, p);
         }
@@ -483,12 +528,20 @@ fn plan_backend(
     let mut kind = None;
     let mut settings = Map::new();
     for (source, source_path) in [
-        (service_backend, path.rsplit_once(".plans").map(|(s, _)| format!("{s}.backend")).unwrap_or_default()),
+        (
+            service_backend,
+            path.rsplit_once(".plans")
+                .map(|(s, _)| format!("{s}.backend"))
+                .unwrap_or_default(),
+        ),
         (plan_backend, format!("{path}.backend")),
     ] {
         let Some(source) = source else { continue };
         let Some(map) = source.as_object() else {
-            p.add(&source_path, "must be a mapping with `kind` and optional `settings`");
+            p.add(
+                &source_path,
+                "must be a mapping with `kind` and optional `settings`",
+            );
             continue;
         };
         known_keys(map, &["kind", "settings"], &source_path, p);
@@ -504,20 +557,28 @@ fn plan_backend(
         }
     }
     let Some(kind) = kind else {
-        p.add(&format!("{path}.backend.kind"), "is required (on the plan or its service)");
+        p.add(
+            &format!("{path}.backend.kind"),
+            "is required (on the plan or its service)",
+        );
         return (None, Value::Null, false);
     };
     let settings = Value::Object(settings);
     let (problems, usable) = match registry.status(&kind) {
         KindStatus::Ready(backend) => (backend.check_plan_settings(&settings), true),
         KindStatus::Unconfigured { checker, reason } => {
-            warnings.push(format!("plan at {path} is not served: backend `{kind}` is not configured ({reason})"));
+            warnings.push(format!(
+                "plan at {path} is not served: backend `{kind}` is not configured ({reason})"
+            ));
             (checker(&settings), false)
         }
         KindStatus::Unknown => {
             p.add(
                 &format!("{path}.backend.kind"),
-                format!("`{kind}` is not a backend kind; known kinds: {}", registry.kinds().join(", ")),
+                format!(
+                    "`{kind}` is not a backend kind; known kinds: {}",
+                    registry.kinds().join(", ")
+                ),
             );
             return (None, Value::Null, false);
         }
@@ -541,7 +602,9 @@ fn is_semver(v: &str) -> bool {
     let parts: Vec<&str> = core.split('.').collect();
     parts.len() == 3
         && parts.iter().all(|p| {
-            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (p.len() == 1 || !p.starts_with('0'))
+            !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (p.len() == 1 || !p.starts_with('0'))
         })
 }
 

@@ -49,7 +49,10 @@ impl Authenticator {
         let Some(presented) = header.and_then(decode_basic) else {
             return false;
         };
-        let (user, password) = (digest(presented.0.as_bytes()), digest(presented.1.as_bytes()));
+        let (user, password) = (
+            digest(presented.0.as_bytes()),
+            digest(presented.1.as_bytes()),
+        );
         let mut ok = subtle::Choice::from(0);
         for (u, p) in &self.users {
             ok |= u.ct_eq(&user) & p.ct_eq(&password);
@@ -63,15 +66,24 @@ fn decode_basic(header: &str) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_owned(), password.to_owned()))
 }
 
 /// Middleware: 401 with a JSON body and `WWW-Authenticate` unless authenticated.
-pub async fn require_auth(State(auth): State<std::sync::Arc<Authenticator>>, request: Request, next: Next) -> Response {
-    let header = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+pub async fn require_auth(
+    State(auth): State<std::sync::Arc<Authenticator>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let header = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     if auth.verify(header) {
         next.run(request).await
     } else {
@@ -84,7 +96,10 @@ mod tests {
     use super::*;
 
     fn basic(user: &str, pass: &str) -> String {
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        )
     }
 
     #[test]

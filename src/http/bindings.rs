@@ -20,7 +20,10 @@ pub async fn bind(
 ) -> Response {
     let result = async {
         let OsbJson(request) = body?;
-        state.broker.bind(&ctx, &instance_id, &binding_id, request).await
+        state
+            .broker
+            .bind(&ctx, &instance_id, &binding_id, request)
+            .await
     }
     .await;
     let response = match result {
@@ -28,7 +31,16 @@ pub async fn bind(
         Ok(BindOutcome::AlreadyExists(b)) => (StatusCode::OK, Json(b)).into_response(),
         Err(e) => e.into_response(),
     };
-    super::audit(&state, &ctx, "bind", &instance_id, Some(&binding_id), None, response.status()).await;
+    super::audit(
+        &state,
+        &ctx,
+        "bind",
+        &instance_id,
+        Some(&binding_id),
+        None,
+        response.status(),
+    )
+    .await;
     response
 }
 
@@ -41,9 +53,24 @@ pub async fn unbind(
 ) -> Response {
     let result = state
         .broker
-        .unbind(&ctx, &instance_id, &binding_id, query.get("service_id"), query.get("plan_id"))
+        .unbind(
+            &ctx,
+            &instance_id,
+            &binding_id,
+            query.get("service_id"),
+            query.get("plan_id"),
+        )
         .await;
     let (response, operation) = super::instances::delete_response(result);
-    super::audit(&state, &ctx, "unbind", &instance_id, Some(&binding_id), operation.as_deref(), response.status()).await;
+    super::audit(
+        &state,
+        &ctx,
+        "unbind",
+        &instance_id,
+        Some(&binding_id),
+        operation.as_deref(),
+        response.status(),
+    )
+    .await;
     response
 }

@@ -10,14 +10,21 @@ use crate::osb::ApiVersion;
 
 /// Serves the catalog. From 2.16 on it carries a strong `ETag` and answers
 /// `If-None-Match` with 304.
-pub async fn get_catalog(State(state): State<AppState>, Extension(version): Extension<ApiVersion>, headers: HeaderMap) -> Response {
+pub async fn get_catalog(
+    State(state): State<AppState>,
+    Extension(version): Extension<ApiVersion>,
+    headers: HeaderMap,
+) -> Response {
     let body = state.broker.catalog().body_for(version);
     let caching = version.has(ApiVersion::V2_16);
     if caching
         && headers
             .get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|tags| tags.split(',').any(|t| t.trim() == body.etag || t.trim() == "*"))
+            .is_some_and(|tags| {
+                tags.split(',')
+                    .any(|t| t.trim() == body.etag || t.trim() == "*")
+            })
     {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         if let Ok(etag) = HeaderValue::from_str(&body.etag) {
@@ -26,7 +33,10 @@ pub async fn get_catalog(State(state): State<AppState>, Extension(version): Exte
         return response;
     }
     let mut response = (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body.json.clone(),
     )
         .into_response();

@@ -16,7 +16,11 @@ use crate::osb::ErrorBody;
 
 /// 404 for any path bindery does not serve.
 pub async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({"description": "no such endpoint"}))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"description": "no such endpoint"})),
+    )
+        .into_response()
 }
 
 /// 405 for a known path with the wrong method.
@@ -52,7 +56,9 @@ pub async fn log_internal_errors(request: Request, next: Next) -> Response {
     };
     tracing::error!(cause = %report.0, "internal error");
     let description = match &request_id {
-        Some(id) => format!("Internal broker error; the broker log has the cause under request id {id}."),
+        Some(id) => {
+            format!("Internal broker error; the broker log has the cause under request id {id}.")
+        }
         None => "Internal broker error.".to_owned(),
     };
     (
@@ -67,7 +73,10 @@ pub async fn log_internal_errors(request: Request, next: Next) -> Response {
 
 /// Echoes `X-Broker-API-Request-Identity` (2.15) on every response, errors included.
 pub async fn echo_request_identity(request: Request, next: Next) -> Response {
-    let identity = request.headers().get(crate::osb::REQUEST_IDENTITY_HEADER).cloned();
+    let identity = request
+        .headers()
+        .get(crate::osb::REQUEST_IDENTITY_HEADER)
+        .cloned();
     let mut response = next.run(request).await;
     if let Some(identity) = identity {
         response

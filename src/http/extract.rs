@@ -23,21 +23,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OsbJson<T> {
     type Rejection = BrokerError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let limit = request.extensions().get::<BodyLimit>().map(|l| l.0).unwrap_or(0);
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                BrokerError::PayloadTooLarge(limit)
-            } else {
-                BrokerError::bad_request("the request body could not be read")
-            }
-        })?;
+        let limit = request
+            .extensions()
+            .get::<BodyLimit>()
+            .map(|l| l.0)
+            .unwrap_or(0);
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    BrokerError::PayloadTooLarge(limit)
+                } else {
+                    BrokerError::bad_request("the request body could not be read")
+                }
+            })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(BrokerError::bad_request("the request body must be a JSON object"));
+            return Err(BrokerError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| BrokerError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            BrokerError::bad_request(format!("the request body is not valid JSON: {e}"))
+        })?;
         if !value.is_object() {
-            return Err(BrokerError::bad_request("the request body must be a JSON object"));
+            return Err(BrokerError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         serde_json::from_value(value)
             .map(OsbJson)
@@ -80,7 +91,9 @@ impl OsbQuery {
             None => Ok(false),
             Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
             Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
-            Some(_) => Err(BrokerError::bad_request("accepts_incomplete must be true or false")),
+            Some(_) => Err(BrokerError::bad_request(
+                "accepts_incomplete must be true or false",
+            )),
         }
     }
 }
@@ -102,7 +115,11 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
     type Rejection = BrokerError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let version = parts.extensions.get::<ApiVersion>().copied().unwrap_or(ApiVersion::V2_13);
+        let version = parts
+            .extensions
+            .get::<ApiVersion>()
+            .copied()
+            .unwrap_or(ApiVersion::V2_13);
         let identity = parts
             .headers
             .get(ORIGINATING_IDENTITY_HEADER)

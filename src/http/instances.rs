@@ -9,7 +9,9 @@ use serde_json::json;
 
 use super::AppState;
 use super::extract::{OsbJson, OsbPath, OsbQuery};
-use crate::broker::{DeleteOutcome, LastOperationOutcome, ProvisionOutcome, RequestContext, UpdateOutcome};
+use crate::broker::{
+    DeleteOutcome, LastOperationOutcome, ProvisionOutcome, RequestContext, UpdateOutcome,
+};
 use crate::error::BrokerError;
 use crate::osb::{OperationResponse, ProvisionRequest, UpdateRequest};
 
@@ -24,7 +26,10 @@ pub async fn provision(
     let result = async {
         let accepts_incomplete = query.accepts_incomplete()?;
         let OsbJson(request) = body?;
-        state.broker.provision(&ctx, &instance_id, request, accepts_incomplete).await
+        state
+            .broker
+            .provision(&ctx, &instance_id, request, accepts_incomplete)
+            .await
     }
     .await;
     let (response, operation) = match result {
@@ -36,7 +41,16 @@ pub async fn provision(
         }
         Err(e) => (e.into_response(), None),
     };
-    super::audit(&state, &ctx, "provision", &instance_id, None, operation.as_deref(), response.status()).await;
+    super::audit(
+        &state,
+        &ctx,
+        "provision",
+        &instance_id,
+        None,
+        operation.as_deref(),
+        response.status(),
+    )
+    .await;
     response
 }
 
@@ -51,18 +65,36 @@ pub async fn update(
     let result = async {
         let accepts_incomplete = query.accepts_incomplete()?;
         let OsbJson(request) = body?;
-        state.broker.update(&ctx, &instance_id, request, accepts_incomplete).await
+        state
+            .broker
+            .update(&ctx, &instance_id, request, accepts_incomplete)
+            .await
     }
     .await;
     let (response, operation) = match result {
         Ok(UpdateOutcome::Updated) => ((StatusCode::OK, Json(json!({}))).into_response(), None),
         Ok(UpdateOutcome::Accepted { operation }) => (
-            (StatusCode::ACCEPTED, Json(OperationResponse { operation: Some(operation.clone()) })).into_response(),
+            (
+                StatusCode::ACCEPTED,
+                Json(OperationResponse {
+                    operation: Some(operation.clone()),
+                }),
+            )
+                .into_response(),
             Some(operation),
         ),
         Err(e) => (e.into_response(), None),
     };
-    super::audit(&state, &ctx, "update", &instance_id, None, operation.as_deref(), response.status()).await;
+    super::audit(
+        &state,
+        &ctx,
+        "update",
+        &instance_id,
+        None,
+        operation.as_deref(),
+        response.status(),
+    )
+    .await;
     response
 }
 
@@ -77,12 +109,27 @@ pub async fn deprovision(
         let accepts_incomplete = query.accepts_incomplete()?;
         state
             .broker
-            .deprovision(&ctx, &instance_id, query.get("service_id"), query.get("plan_id"), accepts_incomplete)
+            .deprovision(
+                &ctx,
+                &instance_id,
+                query.get("service_id"),
+                query.get("plan_id"),
+                accepts_incomplete,
+            )
             .await
     }
     .await;
     let (response, operation) = delete_response(result);
-    super::audit(&state, &ctx, "deprovision", &instance_id, None, operation.as_deref(), response.status()).await;
+    super::audit(
+        &state,
+        &ctx,
+        "deprovision",
+        &instance_id,
+        None,
+        operation.as_deref(),
+        response.status(),
+    )
+    .await;
     response
 }
 
@@ -93,18 +140,30 @@ pub async fn last_operation(
     OsbPath(instance_id): OsbPath<String>,
     query: OsbQuery,
 ) -> Result<Response, BrokerError> {
-    match state.broker.last_operation(&ctx, &instance_id, query.get("operation")).await? {
+    match state
+        .broker
+        .last_operation(&ctx, &instance_id, query.get("operation"))
+        .await?
+    {
         LastOperationOutcome::State(body) => Ok((StatusCode::OK, Json(body)).into_response()),
         LastOperationOutcome::Gone => Ok(BrokerError::Gone.into_response()),
     }
 }
 
 /// Maps a delete outcome (deprovision or unbind) to its status and body.
-pub(super) fn delete_response(result: Result<DeleteOutcome, BrokerError>) -> (Response, Option<String>) {
+pub(super) fn delete_response(
+    result: Result<DeleteOutcome, BrokerError>,
+) -> (Response, Option<String>) {
     match result {
         Ok(DeleteOutcome::Deleted) => ((StatusCode::OK, Json(json!({}))).into_response(), None),
         Ok(DeleteOutcome::Accepted { operation }) => (
-            (StatusCode::ACCEPTED, Json(OperationResponse { operation: Some(operation.clone()) })).into_response(),
+            (
+                StatusCode::ACCEPTED,
+                Json(OperationResponse {
+                    operation: Some(operation.clone()),
+                }),
+            )
+                .into_response(),
             Some(operation),
         ),
         Err(e) => (e.into_response(), None),

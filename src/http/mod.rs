@@ -68,7 +68,10 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         )
         // Layers run outside-in from the last added: authentication (401) comes
         // before the version check (412), as conformance suites expect.
-        .route_layer(middleware::from_fn_with_state(options.min_version, version::require_version))
+        .route_layer(middleware::from_fn_with_state(
+            options.min_version,
+            version::require_version,
+        ))
         .route_layer(middleware::from_fn_with_state(
             options.authenticator.clone(),
             auth::require_auth,
@@ -120,6 +123,13 @@ async fn audit(
     let operation_id = operation.and_then(|o| uuid::Uuid::parse_str(o).ok());
     state
         .broker
-        .record_audit(ctx, action, instance_id, binding_id, operation_id, status.as_u16())
+        .record_audit(
+            ctx,
+            action,
+            instance_id,
+            binding_id,
+            operation_id,
+            status.as_u16(),
+        )
         .await;
 }

@@ -14,12 +14,24 @@ use crate::osb::version::VERSION_HEADER;
 pub struct MinimumVersion(pub ApiVersion);
 
 /// Middleware: checks the header and records the version.
-pub async fn require_version(State(min): State<MinimumVersion>, mut request: Request, next: Next) -> Response {
-    let supported = || format!("this broker supports X-Broker-API-Version {} and every later 2.x version", min.0);
+pub async fn require_version(
+    State(min): State<MinimumVersion>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let supported = || {
+        format!(
+            "this broker supports X-Broker-API-Version {} and every later 2.x version",
+            min.0
+        )
+    };
     let version = match request.headers().get(VERSION_HEADER).map(|v| v.to_str()) {
         None => {
-            return BrokerError::PreconditionFailed(format!("the X-Broker-API-Version header is missing; {}", supported()))
-                .into_response();
+            return BrokerError::PreconditionFailed(format!(
+                "the X-Broker-API-Version header is missing; {}",
+                supported()
+            ))
+            .into_response();
         }
         Some(Err(_)) => Err(()),
         Some(Ok(raw)) => raw.parse::<ApiVersion>().map_err(|_| ()),
@@ -29,8 +41,11 @@ pub async fn require_version(State(min): State<MinimumVersion>, mut request: Req
             request.extensions_mut().insert(v);
             next.run(request).await
         }
-        Ok(v) => BrokerError::PreconditionFailed(format!("X-Broker-API-Version {v} is not supported; {}", supported()))
-            .into_response(),
+        Ok(v) => BrokerError::PreconditionFailed(format!(
+            "X-Broker-API-Version {v} is not supported; {}",
+            supported()
+        ))
+        .into_response(),
         Err(()) => BrokerError::PreconditionFailed(format!(
             "X-Broker-API-Version must be MAJOR.MINOR, e.g. 2.13; {}",
             supported()

@@ -60,7 +60,8 @@ impl FromStr for ApiVersion {
         let trimmed = raw.trim();
         let invalid = || InvalidVersion(trimmed.chars().take(32).collect());
         let (major, minor) = trimmed.split_once('.').ok_or_else(invalid)?;
-        let digits = |s: &str| !s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit());
+        let digits =
+            |s: &str| !s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit());
         if !digits(major) || !digits(minor) {
             return Err(invalid());
         }
@@ -84,7 +85,9 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "2", "2.", ".13", "2.13.1", "v2.13", "2.x", "latest", "2.-1", "99999.1"] {
+        for bad in [
+            "", "2", "2.", ".13", "2.13.1", "v2.13", "2.x", "latest", "2.-1", "99999.1",
+        ] {
             assert!(bad.parse::<ApiVersion>().is_err(), "{bad} should not parse");
         }
     }

@@ -50,7 +50,12 @@ pub struct SealedCredentials {
 
 impl std::fmt::Debug for SealedCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SealedCredentials({}, {} bytes)", self.key_label, self.ciphertext.len())
+        write!(
+            f,
+            "SealedCredentials({}, {} bytes)",
+            self.key_label,
+            self.ciphertext.len()
+        )
     }
 }
 
@@ -209,7 +214,10 @@ impl Store {
     }
 
     /// Reads a binding, tombstones included.
-    pub async fn find_binding(&self, binding_id: &str) -> Result<Option<BindingRecord>, sqlx::Error> {
+    pub async fn find_binding(
+        &self,
+        binding_id: &str,
+    ) -> Result<Option<BindingRecord>, sqlx::Error> {
         let row: Option<BindingRow> = sqlx::query_as(
             "select binding_id, instance_id, service_id, plan_id, parameters, app_guid, route, \
                  credentials, credentials_key, state, active_operation_id \

@@ -161,7 +161,10 @@ impl Store {
     }
 
     /// Reads an instance, tombstones included.
-    pub async fn find_instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>, sqlx::Error> {
+    pub async fn find_instance(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<InstanceRecord>, sqlx::Error> {
         let row: Option<InstanceRow> = sqlx::query_as(&format!(
             "select {INSTANCE_COLUMNS} from service_instance where instance_id = $1"
         ))

@@ -173,7 +173,10 @@ pub(super) async fn insert_operation(
 
 impl Store {
     /// Reads one operation.
-    pub async fn find_operation(&self, operation_id: Uuid) -> Result<Option<OperationRecord>, sqlx::Error> {
+    pub async fn find_operation(
+        &self,
+        operation_id: Uuid,
+    ) -> Result<Option<OperationRecord>, sqlx::Error> {
         let row: Option<OperationRow> = sqlx::query_as(&format!(
             "select {OPERATION_COLUMNS} from operation where operation_id = $1"
         ))

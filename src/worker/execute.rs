@@ -92,7 +92,12 @@ impl Executor {
     }
 
     /// Runs `op`, which `owner` has leased, and records the outcome.
-    pub async fn run(&self, op: &OperationRecord, owner: &str, policy: RetryPolicy) -> anyhow::Result<Execution> {
+    pub async fn run(
+        &self,
+        op: &OperationRecord,
+        owner: &str,
+        policy: RetryPolicy,
+    ) -> anyhow::Result<Execution> {
         if Utc::now() > op.deadline_at {
             let description = format!(
                 "The {} did not finish within its maximum duration and was stopped. Retry the request; if it keeps failing, contact the broker operator.",
@@ -118,7 +123,9 @@ impl Executor {
                     _ => None,
                 };
                 (
-                    Outcome::Succeeded { credentials: sealed },
+                    Outcome::Succeeded {
+                        credentials: sealed,
+                    },
                     Execution::Succeeded(credentials),
                 )
             }
@@ -127,7 +134,12 @@ impl Executor {
             {
                 let retrying = self
                     .store
-                    .retry_operation_later(op.operation_id, owner, backoff(op.attempts), &description)
+                    .retry_operation_later(
+                        op.operation_id,
+                        owner,
+                        backoff(op.attempts),
+                        &description,
+                    )
                     .await?;
                 return Ok(if retrying {
                     Execution::Retrying(description)
@@ -256,7 +268,10 @@ impl Executor {
         }
     }
 
-    async fn previous_of(&self, op: &OperationRecord) -> Result<Option<(Value, Map<String, Value>)>, BackendError> {
+    async fn previous_of(
+        &self,
+        op: &OperationRecord,
+    ) -> Result<Option<(Value, Map<String, Value>)>, BackendError> {
         let instance = self
             .store
             .find_instance(&op.instance_id)
@@ -268,7 +283,10 @@ impl Executor {
         }))
     }
 
-    async fn binding_parameters(&self, binding_id: &str) -> Result<Map<String, Value>, BackendError> {
+    async fn binding_parameters(
+        &self,
+        binding_id: &str,
+    ) -> Result<Map<String, Value>, BackendError> {
         let binding = self
             .store
             .find_binding(binding_id)
@@ -281,7 +299,9 @@ impl Executor {
 static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
 
 fn store_unavailable() -> BackendError {
-    BackendError::Unavailable("The broker's database is unavailable; the operation will be retried.".to_owned())
+    BackendError::Unavailable(
+        "The broker's database is unavailable; the operation will be retried.".to_owned(),
+    )
 }
 
 fn as_object(value: Value) -> Map<String, Value> {

@@ -64,7 +64,12 @@ pub struct Worker {
 
 impl Worker {
     /// A worker that leases operations as `owner` (unique per process).
-    pub fn new(executor: Executor, owner: Arc<str>, wake: Arc<Notify>, options: WorkerOptions) -> Self {
+    pub fn new(
+        executor: Executor,
+        owner: Arc<str>,
+        wake: Arc<Notify>,
+        options: WorkerOptions,
+    ) -> Self {
         Self {
             executor,
             owner,
@@ -154,9 +159,15 @@ impl Worker {
             }
         }
         tasks.close();
-        if tokio::time::timeout(self.options.shutdown_grace, tasks.wait()).await.is_err() {
+        if tokio::time::timeout(self.options.shutdown_grace, tasks.wait())
+            .await
+            .is_err()
+        {
             let left: Vec<uuid::Uuid> = running.lock().expect("not poisoned").clone();
-            tracing::warn!(count = left.len(), "shutdown grace period over; releasing leases of unfinished operations");
+            tracing::warn!(
+                count = left.len(),
+                "shutdown grace period over; releasing leases of unfinished operations"
+            );
             for id in left {
                 if let Err(e) = self.executor.store.release_lease(id, &self.owner).await {
                     tracing::warn!(operation_id = %id, error = %e, "could not release a lease; it will expire");
@@ -168,9 +179,17 @@ impl Worker {
 
 fn log_execution(op: &crate::store::OperationRecord, execution: &Execution) {
     match execution {
-        Execution::Succeeded(_) => tracing::info!(operation_id = %op.operation_id, kind = op.kind.as_str(), "operation succeeded"),
-        Execution::Failed { description, .. } => tracing::warn!(operation_id = %op.operation_id, kind = op.kind.as_str(), %description, "operation failed"),
-        Execution::Retrying(description) => tracing::info!(operation_id = %op.operation_id, kind = op.kind.as_str(), %description, "operation will be retried"),
-        Execution::LeaseLost => tracing::info!(operation_id = %op.operation_id, "lease lost; another worker finishes the operation"),
+        Execution::Succeeded(_) => {
+            tracing::info!(operation_id = %op.operation_id, kind = op.kind.as_str(), "operation succeeded")
+        }
+        Execution::Failed { description, .. } => {
+            tracing::warn!(operation_id = %op.operation_id, kind = op.kind.as_str(), %description, "operation failed")
+        }
+        Execution::Retrying(description) => {
+            tracing::info!(operation_id = %op.operation_id, kind = op.kind.as_str(), %description, "operation will be retried")
+        }
+        Execution::LeaseLost => {
+            tracing::info!(operation_id = %op.operation_id, "lease lost; another worker finishes the operation")
+        }
     }
 }
