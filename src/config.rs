@@ -473,6 +473,15 @@ mod tests {
     }
 
     #[test]
+    fn every_variable_is_documented() {
+        let doc = include_str!("../docs/configuration.md");
+        for var in ENVIRONMENT {
+            assert!(doc.contains(&format!("`{}`", var.name)), "{} is missing from docs/configuration.md", var.name);
+            assert!(doc.contains(&format!("`{}`", var.path)), "{} is missing from docs/configuration.md", var.path);
+        }
+    }
+
+    #[test]
     fn bad_values_are_one_clear_error() {
         let err = load(&[("BINDERY_WORKER_CONCURRENCY", "many")]).unwrap_err();
         assert!(

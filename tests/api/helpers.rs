@@ -101,7 +101,7 @@ impl TestApp {
             ("BINDERY_DATABASE_MAX_CONNECTIONS".into(), "8".into()),
             ("BINDERY_WORKER_CONCURRENCY".into(), "4".into()),
         ]);
-        env.extend(options.env.into_iter());
+        env.extend(options.env);
         let settings =
             Settings::load_from(None, |name| env.get(name).cloned()).expect("test settings load");
 

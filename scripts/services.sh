@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Starts, idempotently, the local servers bindery and its tests use, and fails loudly
+# when one cannot be started. Sourced by scripts/test and scripts/run; each function
+# can also be run on its own: `bash scripts/services.sh postgres`.
+set -euo pipefail
+
+wait_for() { # name, attempts, command...
+  local name=$1 attempts=$2; shift 2
+  for _ in $(seq "$attempts"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  echo "error: $name did not come up" >&2
+  return 1
+}
+
+ensure_postgres() {
+  if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then return 0; fi
+  echo "starting PostgreSQL"
+  if command -v pg_ctlcluster >/dev/null; then
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -1)
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  else
+    echo "error: PostgreSQL is not running on 127.0.0.1:5432 and pg_ctlcluster is not installed" >&2
+    return 1
+  fi
+  wait_for PostgreSQL 30 pg_isready -h 127.0.0.1 -p 5432
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  for service in "${@:-postgres}"; do "ensure_$service"; done
+fi

@@ -1,0 +1,114 @@
+//! The `bindery` command line, run as a process.
+
+use std::process::Command;
+
+fn bindery() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bindery"));
+    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+}
+
+fn write(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("bindery-cli-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn check_catalog_lists_every_mistake_and_fails() {
+    let path = write(
+        "catalog.yaml",
+        r#"services:
+  - id: 6f0a9d4e-2c1b-4d8e-9a57-0b3e1c2d4f60
+    name: Postgres DB
+    description: ""
+    bindable: true
+    requires: [telepathy]
+    backend: {kind: postgresql}
+    plans:
+      - id: 6f0a9d4e-2c1b-4d8e-9a57-0b3e1c2d4f60
+        name: small
+        description: first
+        backend: {settings: {connection_limit: 20000}}
+      - id: p2
+        name: small
+        description: second
+        schemas:
+          service_instance:
+            create:
+              parameters: {type: object}
+  - id: s2
+    name: other
+    description: no plans
+    bindable: false
+    plans: []
+"#,
+    );
+    let output = bindery().arg("check-catalog").arg(&path).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "services[0].name:",
+        "services[0].description:",
+        "services[0].requires[0]:",
+        "services[0].plans[0].id:",
+        "services[0].plans[0].backend.settings:",
+        "services[0].plans[1].name:",
+        "services[0].plans[1].schemas.service_instance.create.parameters:",
+        "services[1].plans:",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected} in:\n{stderr}");
+    }
+    assert!(stderr.contains("problem(s)"), "{stderr}");
+}
+
+#[test]
+fn check_catalog_accepts_the_shipped_catalog() {
+    let output = bindery()
+        .args(["check-catalog", concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml")])
+        .env("BINDERY_POSTGRES_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("valid (1 services, 3 plans"), "{stdout}");
+}
+
+#[test]
+fn a_bad_configuration_is_one_clear_error_and_a_non_zero_exit() {
+    let output = bindery()
+        .args(["check-catalog"])
+        .env("BINDERY_WORKER_CONCURRENCY", "lots")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("BINDERY_WORKER_CONCURRENCY"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_to_start_without_an_encryption_key() {
+    let output = bindery()
+        .args(["serve"])
+        .env("BINDERY_USERNAME", "u")
+        .env("BINDERY_PASSWORD", "p")
+        .env("BINDERY_CATALOG", concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("BINDERY_ENCRYPTION_KEYS"));
+}
+
+#[test]
+fn version_and_help_work() {
+    let output = bindery().arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("bindery "));
+    let output = bindery().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for command in ["serve", "migrate", "check-catalog"] {
+        assert!(help.contains(command), "{help}");
+    }
+}
