@@ -476,8 +476,16 @@ mod tests {
     fn every_variable_is_documented() {
         let doc = include_str!("../docs/configuration.md");
         for var in ENVIRONMENT {
-            assert!(doc.contains(&format!("`{}`", var.name)), "{} is missing from docs/configuration.md", var.name);
-            assert!(doc.contains(&format!("`{}`", var.path)), "{} is missing from docs/configuration.md", var.path);
+            assert!(
+                doc.contains(&format!("`{}`", var.name)),
+                "{} is missing from docs/configuration.md",
+                var.name
+            );
+            assert!(
+                doc.contains(&format!("`{}`", var.path)),
+                "{} is missing from docs/configuration.md",
+                var.path
+            );
         }
     }
 

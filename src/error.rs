@@ -58,7 +58,7 @@ pub enum BrokerError {
     Unavailable(String),
     /// 500: a bug or an unexpected failure. Never shown to the client.
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
 }
 
 /// Shorthand for results of broker operations.
@@ -129,6 +129,23 @@ impl From<sqlx::Error> for BrokerError {
             );
         }
         Self::Internal(anyhow::Error::new(error).context("database query failed"))
+    }
+}
+
+impl From<anyhow::Error> for BrokerError {
+    /// An outage of bindery's database anywhere in the cause chain is a 503 (retry
+    /// later, nothing was lost), not a 500.
+    fn from(error: anyhow::Error) -> Self {
+        let unavailable = error
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+            .any(crate::store::is_unavailable);
+        if unavailable {
+            return Self::Unavailable(
+                "The broker's database is unavailable; retry the request later.".to_owned(),
+            );
+        }
+        Self::Internal(error)
     }
 }
 

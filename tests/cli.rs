@@ -4,7 +4,9 @@ use std::process::Command;
 
 fn bindery() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_bindery"));
-    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     command
 }
 
@@ -59,7 +61,10 @@ fn check_catalog_lists_every_mistake_and_fails() {
         "services[0].plans[1].schemas.service_instance.create.parameters:",
         "services[1].plans:",
     ] {
-        assert!(stderr.contains(expected), "missing {expected} in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "missing {expected} in:\n{stderr}"
+        );
     }
     assert!(stderr.contains("problem(s)"), "{stderr}");
 }
@@ -67,12 +72,22 @@ fn check_catalog_lists_every_mistake_and_fails() {
 #[test]
 fn check_catalog_accepts_the_shipped_catalog() {
     let output = bindery()
-        .args(["check-catalog", concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml")])
-        .env("BINDERY_POSTGRES_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+        .args([
+            "check-catalog",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"),
+        ])
+        .env(
+            "BINDERY_POSTGRES_ADMIN_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        )
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("valid (1 services, 3 plans"), "{stdout}");
 }
 
@@ -95,7 +110,10 @@ fn serve_refuses_to_start_without_an_encryption_key() {
         .args(["serve"])
         .env("BINDERY_USERNAME", "u")
         .env("BINDERY_PASSWORD", "p")
-        .env("BINDERY_CATALOG", concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"))
+        .env(
+            "BINDERY_CATALOG",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"),
+        )
         .output()
         .unwrap();
     assert!(!output.status.success());

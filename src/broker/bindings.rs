@@ -1,26 +1,48 @@
-//! Bind and unbind (OSB §5.2–5.3). Synchronous, as in 2.13.
+//! Bind and unbind (OSB §5.2–5.3): synchronous as in 2.13, asynchronous for 2.14+
+//! clients that send `accepts_incomplete=true`.
 
 use serde_json::{Map, Value, json};
 
 use super::fingerprint::{BindFingerprint, same_binding};
 use super::{BindOutcome, Broker, DeleteOutcome, RequestContext, busy, input};
+use crate::catalog::Execution as PlanExecution;
 use crate::error::{BrokerError, BrokerResult};
-use crate::osb::{BindRequest, BindResponse};
+use crate::osb::{ApiVersion, BindRequest, BindResponse};
 use crate::store::{
-    BindingInsert, BindingRecord, BindingState, InstanceState, NewBinding, OperationKind,
+    BindingInsert, BindingRecord, BindingState, InstanceState, NewBinding, NewOperation,
+    OperationKind, OperationTarget,
 };
 
 impl Broker {
+    /// Whether a bind or unbind runs in the worker: only for 2.14+ clients that accept
+    /// it (a 2.13 platform reads any 202 on a binding as a failure).
+    fn binding_runs_async(
+        ctx: &RequestContext,
+        execution: PlanExecution,
+        accepts_incomplete: bool,
+    ) -> BrokerResult<bool> {
+        if !ctx.version.has(ApiVersion::V2_14) {
+            return Ok(false);
+        }
+        match (execution, accepts_incomplete) {
+            (PlanExecution::Required, false) => Err(BrokerError::AsyncRequired),
+            (PlanExecution::Never, _) => Ok(false),
+            (_, accepts) => Ok(accepts),
+        }
+    }
+
     /// `PUT /v2/service_instances/:instance_id/service_bindings/:binding_id`.
     ///
-    /// New id: 201 with fresh credentials. Identical repeat: 200 with the same
-    /// credentials. Different request, or the id used under another instance: 409.
+    /// New id: 201 with fresh credentials (202 when asynchronous). Identical repeat: 200
+    /// with the same credentials, or 202 with the same operation while it runs.
+    /// Different request, or the id used under another instance: 409.
     pub async fn bind(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         instance_id: &str,
         binding_id: &str,
         request: BindRequest,
+        accepts_incomplete: bool,
     ) -> BrokerResult<BindOutcome> {
         let service_id = input::required(&request.service_id, "service_id")?;
         let plan_id = input::required(&request.plan_id, "plan_id")?;
@@ -46,6 +68,7 @@ impl Broker {
             plan.bind_schema.as_ref(),
             parameters.as_object().expect("built as an object"),
         )?;
+        let run_async = Self::binding_runs_async(ctx, plan.execution, accepts_incomplete)?;
 
         let instance = match self.store.find_instance(instance_id).await? {
             Some(i) if i.state != InstanceState::Deleted => i,
@@ -68,7 +91,7 @@ impl Broker {
             Some(binding_id),
             json!({}),
             Some(plan),
-            false,
+            run_async,
         );
         let new = NewBinding {
             binding_id,
@@ -82,13 +105,7 @@ impl Broker {
             context: context.as_ref(),
         };
         match self.store.insert_binding(&new, &operation).await? {
-            BindingInsert::Inserted => {
-                let credentials = self.run_inline(&operation).await?;
-                return Ok(BindOutcome::Created(BindResponse {
-                    credentials: Some(credentials.map(|c| c.to_json()).unwrap_or_default()),
-                    ..BindResponse::default()
-                }));
-            }
+            BindingInsert::Inserted => return self.finish_bind_start(&operation, run_async).await,
             BindingInsert::InstanceUnavailable => {
                 return Err(match self.store.find_instance(instance_id).await? {
                     Some(i)
@@ -130,6 +147,9 @@ impl Broker {
                 credentials: Some(self.open_credentials(&existing)?),
                 ..BindResponse::default()
             })),
+            (BindingState::Creating, Some(op)) if run_async => Ok(BindOutcome::Accepted {
+                operation: op.to_string(),
+            }),
             (BindingState::Failed, None) => {
                 let retry = self.new_operation(
                     OperationKind::Bind,
@@ -137,7 +157,7 @@ impl Broker {
                     Some(binding_id),
                     json!({}),
                     Some(plan),
-                    false,
+                    run_async,
                 );
                 if !self
                     .store
@@ -151,25 +171,40 @@ impl Broker {
                 {
                     return Err(busy("service binding"));
                 }
-                let credentials = self.run_inline(&retry).await?;
-                Ok(BindOutcome::Created(BindResponse {
-                    credentials: Some(credentials.map(|c| c.to_json()).unwrap_or_default()),
-                    ..BindResponse::default()
-                }))
+                self.finish_bind_start(&retry, run_async).await
             }
             _ => Err(busy("service binding")),
         }
     }
 
+    async fn finish_bind_start(
+        &self,
+        operation: &NewOperation<'_>,
+        run_async: bool,
+    ) -> BrokerResult<BindOutcome> {
+        if run_async {
+            self.wake_worker();
+            return Ok(BindOutcome::Accepted {
+                operation: operation.operation_id.to_string(),
+            });
+        }
+        let credentials = self.run_inline(operation).await?;
+        Ok(BindOutcome::Created(BindResponse {
+            credentials: Some(credentials.map(|c| c.to_json()).unwrap_or_default()),
+            ..BindResponse::default()
+        }))
+    }
+
     /// `DELETE /v2/service_instances/:instance_id/service_bindings/:binding_id`.
-    /// Also cleans up a binding whose bind failed (orphan mitigation).
+    /// Also cleans up a binding whose bind failed or is still running (orphan mitigation).
     pub async fn unbind(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         instance_id: &str,
         binding_id: &str,
         service_id: Option<&str>,
         plan_id: Option<&str>,
+        accepts_incomplete: bool,
     ) -> BrokerResult<DeleteOutcome> {
         input::required_query(service_id, "service_id")?;
         input::required_query(plan_id, "plan_id")?;
@@ -177,21 +212,51 @@ impl Broker {
             Some(b) if b.state != BindingState::Deleted && b.instance_id == instance_id => b,
             _ => return Err(BrokerError::Gone),
         };
-        if binding.active_operation_id.is_some() {
-            return Err(busy("service binding"));
-        }
         let plan = self
             .catalog
             .plan(&binding.service_id, &binding.plan_id)
             .map(|(_, p)| p);
+        let execution = plan.map_or(PlanExecution::Preferred, |p| p.execution);
+        let run_async = Self::binding_runs_async(ctx, execution, accepts_incomplete)?;
         let operation = self.new_operation(
             OperationKind::Unbind,
             instance_id,
             Some(binding_id),
             json!({}),
             plan,
-            false,
+            run_async,
         );
+        if let Some(active_id) = binding.active_operation_id {
+            let active = self.store.find_operation(active_id).await?;
+            return match active.map(|a| a.kind) {
+                Some(OperationKind::Unbind) if run_async => Ok(DeleteOutcome::Accepted {
+                    operation: active_id.to_string(),
+                }),
+                Some(OperationKind::Bind) if run_async => {
+                    let queued = NewOperation {
+                        inline_owner: None,
+                        ..operation
+                    };
+                    if !self
+                        .store
+                        .supersede_operation(
+                            OperationTarget::Binding(binding_id),
+                            active_id,
+                            &queued,
+                            "Cancelled: the binding was deleted before it was created.",
+                        )
+                        .await?
+                    {
+                        return Err(busy("service binding"));
+                    }
+                    self.wake_worker();
+                    Ok(DeleteOutcome::Accepted {
+                        operation: queued.operation_id.to_string(),
+                    })
+                }
+                _ => Err(busy("service binding")),
+            };
+        }
         if !self
             .store
             .begin_binding_operation(
@@ -208,11 +273,44 @@ impl Broker {
         {
             return Err(busy("service binding"));
         }
+        if run_async {
+            self.wake_worker();
+            return Ok(DeleteOutcome::Accepted {
+                operation: operation.operation_id.to_string(),
+            });
+        }
         self.run_inline(&operation).await?;
         Ok(DeleteOutcome::Deleted)
     }
 
-    fn open_credentials(&self, binding: &BindingRecord) -> BrokerResult<Map<String, Value>> {
+    /// `GET /v2/service_instances/:instance_id/service_bindings/:binding_id` (2.14):
+    /// the stored binding with its credentials; 404 while it is being created.
+    pub async fn get_binding(
+        &self,
+        instance_id: &str,
+        binding_id: &str,
+    ) -> BrokerResult<BindResponse> {
+        let not_found =
+            || BrokerError::NotFound(format!("Service binding {binding_id} does not exist."));
+        let binding = match self.store.find_binding(binding_id).await? {
+            Some(b) if b.instance_id == instance_id && b.state == BindingState::Ready => b,
+            _ => return Err(not_found()),
+        };
+        Ok(BindResponse {
+            credentials: Some(self.open_credentials(&binding)?),
+            parameters: binding
+                .parameters
+                .as_object()
+                .filter(|p| !p.is_empty())
+                .cloned(),
+            ..BindResponse::default()
+        })
+    }
+
+    pub(super) fn open_credentials(
+        &self,
+        binding: &BindingRecord,
+    ) -> BrokerResult<Map<String, Value>> {
         let Some(sealed) = &binding.credentials else {
             return Ok(Map::new());
         };

@@ -7,7 +7,7 @@ use super::{Broker, DeleteOutcome, ProvisionOutcome, RequestContext, UpdateOutco
 use crate::backends::InstanceSpec;
 use crate::error::{BrokerError, BrokerResult};
 use crate::osb::{ProvisionRequest, ProvisionResponse, UpdateRequest};
-use crate::store::{InstanceState, NewInstance, OperationKind};
+use crate::store::{InstanceState, NewInstance, NewOperation, OperationKind, OperationTarget};
 
 impl Broker {
     /// `PUT /v2/service_instances/:instance_id`.
@@ -289,15 +289,6 @@ impl Broker {
             Some(plan) => Self::runs_async(plan, accepts_incomplete)?,
             None => accepts_incomplete,
         };
-        if let Some(active) = self.store.active_instance_operation(&instance).await? {
-            return if active.kind == OperationKind::Deprovision && accepts_incomplete {
-                Ok(DeleteOutcome::Accepted {
-                    operation: active.operation_id.to_string(),
-                })
-            } else {
-                Err(busy("service instance"))
-            };
-        }
         let operation = self.new_operation(
             OperationKind::Deprovision,
             instance_id,
@@ -306,6 +297,38 @@ impl Broker {
             plan,
             run_async,
         );
+        if let Some(active) = self.store.active_instance_operation(&instance).await? {
+            return match active.kind {
+                OperationKind::Deprovision if accepts_incomplete => Ok(DeleteOutcome::Accepted {
+                    operation: active.operation_id.to_string(),
+                }),
+                // Orphan mitigation of a provision that has not finished (2.15, "deprovision
+                // during provisioning"): stop it, then delete whatever it created.
+                OperationKind::Provision if accepts_incomplete => {
+                    let queued = NewOperation {
+                        inline_owner: None,
+                        ..operation
+                    };
+                    if !self
+                        .store
+                        .supersede_operation(
+                            OperationTarget::Instance(instance_id),
+                            active.operation_id,
+                            &queued,
+                            "Cancelled: the instance was deleted before provisioning finished.",
+                        )
+                        .await?
+                    {
+                        return Err(busy("service instance"));
+                    }
+                    self.wake_worker();
+                    Ok(DeleteOutcome::Accepted {
+                        operation: queued.operation_id.to_string(),
+                    })
+                }
+                _ => Err(busy("service instance")),
+            };
+        }
         if !self
             .store
             .begin_instance_operation(

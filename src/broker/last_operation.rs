@@ -1,16 +1,23 @@
-//! `GET /v2/service_instances/:instance_id/last_operation` (OSB §4.4).
+//! Polling and fetching: instance and binding `last_operation` (OSB §4.4, 2.14 §
+//! "binding last operation") and the 2.14 fetch endpoints.
 
+use chrono::Utc;
 use uuid::Uuid;
 
-use super::{Broker, LastOperationOutcome, RequestContext};
+use super::{Broker, LastOperationOutcome, RequestContext, busy};
 use crate::error::{BrokerError, BrokerResult};
-use crate::osb::{ApiVersion, LastOperationResponse, OperationState};
-use crate::store::{InstanceState, OperationKind};
+use crate::osb::{ApiVersion, InstanceResponse, LastOperationResponse, OperationState};
+use crate::store::{BindingState, InstanceState, OperationKind, OperationRecord};
+
+/// What a poll is about.
+enum Polled<'a> {
+    Instance(&'a str),
+    Binding(&'a str),
+}
 
 impl Broker {
-    /// Reports the state of the operation named by `operation`, or of the newest
-    /// instance operation. A finished deprovision answers 410 (the platform reads it
-    /// as success); an id never seen answers 404.
+    /// Instance last_operation. A finished deprovision answers 410 (the platform reads
+    /// it as success); an instance never seen answers 404.
     pub async fn last_operation(
         &self,
         ctx: &RequestContext,
@@ -22,46 +29,158 @@ impl Broker {
                 "Service instance {instance_id} does not exist."
             )));
         };
-        let op = match operation.filter(|o| !o.is_empty()) {
-            Some(token) => {
-                let unknown = || {
-                    BrokerError::bad_request(format!(
-                        "operation `{token}` is not an operation of service instance {instance_id}"
-                    ))
-                };
-                let id = Uuid::parse_str(token).map_err(|_| unknown())?;
-                match self.store.find_operation(id).await? {
-                    Some(op) if op.instance_id == instance_id && !op.kind.is_binding() => Some(op),
-                    _ => return Err(unknown()),
-                }
+        let op = self
+            .polled_operation(Polled::Instance(instance_id), operation)
+            .await?;
+        Ok(self.poll_outcome(ctx, op, instance.state == InstanceState::Deleted))
+    }
+
+    /// Binding last_operation (2.14+ only). A finished unbind answers 410.
+    pub async fn binding_last_operation(
+        &self,
+        ctx: &RequestContext,
+        instance_id: &str,
+        binding_id: &str,
+        operation: Option<&str>,
+    ) -> BrokerResult<LastOperationOutcome> {
+        if !ctx.version.has(ApiVersion::V2_14) {
+            return Err(BrokerError::NotFound(
+                "Binding last_operation needs X-Broker-API-Version 2.14 or later.".to_owned(),
+            ));
+        }
+        let binding = match self.store.find_binding(binding_id).await? {
+            Some(b) if b.instance_id == instance_id => b,
+            _ => {
+                return Err(BrokerError::NotFound(format!(
+                    "Service binding {binding_id} does not exist."
+                )));
             }
-            None => self.store.latest_instance_operation(instance_id).await?,
         };
-        let Some(op) = op else {
-            return Ok(if instance.state == InstanceState::Deleted {
-                LastOperationOutcome::Gone
-            } else {
-                LastOperationOutcome::State(LastOperationResponse {
-                    state: OperationState::Succeeded,
-                    description: None,
-                    instance_usable: None,
-                    update_repeatable: None,
-                })
+        let op = self
+            .polled_operation(Polled::Binding(binding_id), operation)
+            .await?;
+        Ok(self.poll_outcome(ctx, op, binding.state == BindingState::Deleted))
+    }
+
+    async fn polled_operation(
+        &self,
+        polled: Polled<'_>,
+        token: Option<&str>,
+    ) -> BrokerResult<Option<OperationRecord>> {
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Ok(match polled {
+                Polled::Instance(id) => self.store.latest_instance_operation(id).await?,
+                Polled::Binding(id) => self.store.latest_binding_operation(id).await?,
             });
         };
-        if op.kind == OperationKind::Deprovision && op.state == OperationState::Succeeded {
-            return Ok(LastOperationOutcome::Gone);
+        let unknown = || {
+            BrokerError::bad_request(format!(
+                "operation `{token}` is not an operation of this resource"
+            ))
+        };
+        let id = Uuid::parse_str(token).map_err(|_| unknown())?;
+        let op = self.store.find_operation(id).await?.ok_or_else(unknown)?;
+        let belongs = match polled {
+            Polled::Instance(instance_id) => op.instance_id == instance_id && !op.kind.is_binding(),
+            Polled::Binding(binding_id) => op.binding_id.as_deref() == Some(binding_id),
+        };
+        if belongs {
+            Ok(Some(op))
+        } else {
+            Err(unknown())
+        }
+    }
+
+    fn poll_outcome(
+        &self,
+        ctx: &RequestContext,
+        op: Option<OperationRecord>,
+        deleted: bool,
+    ) -> LastOperationOutcome {
+        let Some(op) = op else {
+            return if deleted {
+                LastOperationOutcome::Gone
+            } else {
+                LastOperationOutcome::State(
+                    LastOperationResponse {
+                        state: OperationState::Succeeded,
+                        description: None,
+                        instance_usable: None,
+                        update_repeatable: None,
+                    },
+                    None,
+                )
+            };
+        };
+        if matches!(op.kind, OperationKind::Deprovision | OperationKind::Unbind)
+            && op.state == OperationState::Succeeded
+        {
+            return LastOperationOutcome::Gone;
         }
         let failed_change = op.state == OperationState::Failed
             && matches!(op.kind, OperationKind::Update | OperationKind::Deprovision);
         let v2_16 = ctx.version.has(ApiVersion::V2_16) && failed_change;
-        Ok(LastOperationOutcome::State(LastOperationResponse {
-            state: op.state,
-            description: op.description.filter(|d| !d.trim().is_empty()),
-            // A failed update leaves the instance as it was; a failed deprovision may
-            // have removed part of it.
-            instance_usable: v2_16.then_some(op.kind == OperationKind::Update),
-            update_repeatable: (v2_16 && op.kind == OperationKind::Update).then_some(true),
-        }))
+        let retry_after = (ctx.version.has(ApiVersion::V2_15)
+            && op.state == OperationState::InProgress)
+            .then(|| {
+                // When a retry is scheduled, poll when it is due; otherwise soon.
+                let wait = (op.next_attempt_at - Utc::now()).num_seconds();
+                wait.clamp(1, 60) as u64
+            });
+        LastOperationOutcome::State(
+            LastOperationResponse {
+                state: op.state,
+                description: op.description.filter(|d| !d.trim().is_empty()),
+                // A failed update leaves the instance as it was; a failed deprovision
+                // may have removed part of it.
+                instance_usable: v2_16.then_some(op.kind == OperationKind::Update),
+                update_repeatable: (v2_16 && op.kind == OperationKind::Update).then_some(true),
+            },
+            retry_after,
+        )
+    }
+
+    /// `GET /v2/service_instances/:instance_id` (2.14+): the instance as stored; 404
+    /// while it is being provisioned, 422 `ConcurrencyError` while it is being updated.
+    pub async fn get_instance(
+        &self,
+        ctx: &RequestContext,
+        instance_id: &str,
+    ) -> BrokerResult<InstanceResponse> {
+        let not_found =
+            || BrokerError::NotFound(format!("Service instance {instance_id} does not exist."));
+        if !ctx.version.has(ApiVersion::V2_14) {
+            return Err(BrokerError::NotFound(
+                "Fetching an instance needs X-Broker-API-Version 2.14 or later.".to_owned(),
+            ));
+        }
+        let instance = match self.store.find_instance(instance_id).await? {
+            Some(i) if i.state == InstanceState::Ready => i,
+            _ => return Err(not_found()),
+        };
+        if let Some(active) = self.store.active_instance_operation(&instance).await?
+            && active.kind == OperationKind::Update
+        {
+            return Err(busy("service instance"));
+        }
+        let maintenance_info = if ctx.version.has(ApiVersion::V2_17) {
+            self.catalog
+                .plan(&instance.service_id, &instance.plan_id)
+                .and_then(|(_, p)| p.maintenance_version.clone())
+                .map(|version| serde_json::json!({ "version": version }))
+        } else {
+            None
+        };
+        Ok(InstanceResponse {
+            service_id: instance.service_id,
+            plan_id: instance.plan_id,
+            dashboard_url: instance.dashboard_url,
+            parameters: instance
+                .parameters
+                .as_object()
+                .filter(|p| !p.is_empty())
+                .cloned(),
+            maintenance_info,
+        })
     }
 }

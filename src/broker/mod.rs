@@ -90,13 +90,19 @@ pub enum BindOutcome {
     Created(BindResponse),
     /// 200: an identical binding exists; same credentials.
     AlreadyExists(BindResponse),
+    /// 202: the bind runs asynchronously (2.14+).
+    Accepted {
+        /// Operation to poll.
+        operation: String,
+    },
 }
 
 /// Result of a last_operation poll.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LastOperationOutcome {
-    /// 200 with a state.
-    State(LastOperationResponse),
+    /// 200 with a state, and for 2.15+ clients polling a running operation the
+    /// number of seconds to wait before the next poll (`Retry-After`).
+    State(LastOperationResponse, Option<u64>),
     /// 410: an asynchronous delete has finished.
     Gone,
 }
@@ -263,6 +269,7 @@ impl Broker {
             request: op.request.clone(),
             attempts: 1,
             deadline_at: Utc::now() + op.deadline,
+            next_attempt_at: Utc::now(),
         };
         match self
             .executor
@@ -275,8 +282,8 @@ impl Broker {
                 unavailable: true,
             } => Err(BrokerError::Unavailable(description)),
             Execution::Failed { description, .. } => Err(BrokerError::BackendFailed(description)),
-            Execution::Retrying(_) | Execution::LeaseLost => Err(BrokerError::Internal(
-                anyhow::anyhow!("inline operation {} lost its lease", op.operation_id),
+            Execution::Retrying(_) | Execution::LeaseLost => Err(BrokerError::BackendFailed(
+                "The operation was cancelled because the resource is being deleted.".to_owned(),
             )),
         }
     }

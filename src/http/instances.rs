@@ -140,13 +140,36 @@ pub async fn last_operation(
     OsbPath(instance_id): OsbPath<String>,
     query: OsbQuery,
 ) -> Result<Response, BrokerError> {
-    match state
+    let outcome = state
         .broker
         .last_operation(&ctx, &instance_id, query.get("operation"))
-        .await?
-    {
-        LastOperationOutcome::State(body) => Ok((StatusCode::OK, Json(body)).into_response()),
-        LastOperationOutcome::Gone => Ok(BrokerError::Gone.into_response()),
+        .await?;
+    Ok(poll_response(outcome))
+}
+
+/// `GET /v2/service_instances/{instance_id}` (2.14): 200, 404, 422.
+pub async fn get_instance(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    OsbPath(instance_id): OsbPath<String>,
+) -> Result<Response, BrokerError> {
+    let body = state.broker.get_instance(&ctx, &instance_id).await?;
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+/// Maps a poll outcome; `Retry-After` (2.15) rides along while an operation runs.
+pub(super) fn poll_response(outcome: LastOperationOutcome) -> Response {
+    match outcome {
+        LastOperationOutcome::State(body, retry_after) => {
+            let mut response = (StatusCode::OK, Json(body)).into_response();
+            if let Some(seconds) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, seconds.into());
+            }
+            response
+        }
+        LastOperationOutcome::Gone => BrokerError::Gone.into_response(),
     }
 }
 

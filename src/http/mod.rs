@@ -54,7 +54,8 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         .route("/v2/catalog", get(catalog::get_catalog))
         .route(
             "/v2/service_instances/{instance_id}",
-            axum::routing::put(instances::provision)
+            get(instances::get_instance)
+                .put(instances::provision)
                 .patch(instances::update)
                 .delete(instances::deprovision),
         )
@@ -64,7 +65,13 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         )
         .route(
             "/v2/service_instances/{instance_id}/service_bindings/{binding_id}",
-            axum::routing::put(bindings::bind).delete(bindings::unbind),
+            get(bindings::get_binding)
+                .put(bindings::bind)
+                .delete(bindings::unbind),
+        )
+        .route(
+            "/v2/service_instances/{instance_id}/service_bindings/{binding_id}/last_operation",
+            get(bindings::last_operation),
         )
         // Layers run outside-in from the last added: authentication (401) comes
         // before the version check (412), as conformance suites expect.

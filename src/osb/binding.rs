@@ -59,6 +59,9 @@ pub struct BindResponse {
     /// The operation to poll (2.14 async bind only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
+    /// Fetch binding (2.14): the binding's parameters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Map<String, Value>>,
     /// 2.16+: `expires_at` / `renew_before`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Map<String, Value>>,

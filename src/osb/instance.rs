@@ -75,3 +75,21 @@ pub struct OperationResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
 }
+
+/// Body of `GET /v2/service_instances/:instance_id` (2.14).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct InstanceResponse {
+    /// The instance's service.
+    pub service_id: String,
+    /// The instance's current plan.
+    pub plan_id: String,
+    /// Its dashboard, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dashboard_url: Option<String>,
+    /// The current parameters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Map<String, Value>>,
+    /// 2.17: the maintenance version applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance_info: Option<Value>,
+}

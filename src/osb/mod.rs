@@ -10,7 +10,9 @@ pub mod version;
 pub use binding::{BindRequest, BindResponse};
 pub use error::{ErrorBody, ErrorCode};
 pub use identity::OriginatingIdentity;
-pub use instance::{OperationResponse, ProvisionRequest, ProvisionResponse, UpdateRequest};
+pub use instance::{
+    InstanceResponse, OperationResponse, ProvisionRequest, ProvisionResponse, UpdateRequest,
+};
 pub use last_operation::{LastOperationResponse, OperationState};
 pub use version::ApiVersion;
 

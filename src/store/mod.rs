@@ -19,7 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 pub use audit::AuditEvent;
 pub use bindings::{BindingInsert, BindingRecord, BindingState, NewBinding, SealedCredentials};
 pub use instances::{InstanceRecord, InstanceState, NewInstance};
-pub use operations::{NewOperation, OperationKind, OperationRecord, Outcome};
+pub use operations::{NewOperation, OperationKind, OperationRecord, OperationTarget, Outcome};
 
 /// Migrations embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

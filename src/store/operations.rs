@@ -98,6 +98,8 @@ pub struct OperationRecord {
     pub attempts: i32,
     /// When it must have finished.
     pub deadline_at: DateTime<Utc>,
+    /// When a worker may next run it (later than now after a transient failure).
+    pub next_attempt_at: DateTime<Utc>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -111,6 +113,7 @@ struct OperationRow {
     request: Value,
     attempts: i32,
     deadline_at: DateTime<Utc>,
+    next_attempt_at: DateTime<Utc>,
 }
 
 impl From<OperationRow> for OperationRecord {
@@ -125,12 +128,13 @@ impl From<OperationRow> for OperationRecord {
             request: r.request,
             attempts: r.attempts,
             deadline_at: r.deadline_at,
+            next_attempt_at: r.next_attempt_at,
         }
     }
 }
 
 const OPERATION_COLUMNS: &str = "operation_id, instance_id, binding_id, kind, state, description, \
-     request, attempts, deadline_at";
+     request, attempts, deadline_at, next_attempt_at";
 
 /// How an operation ended, with what it changes.
 #[derive(Debug, Clone)]
@@ -460,4 +464,94 @@ async fn binding_update(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The row an operation belongs to.
+#[derive(Debug, Clone, Copy)]
+pub enum OperationTarget<'a> {
+    /// A service instance.
+    Instance(&'a str),
+    /// A service binding.
+    Binding(&'a str),
+}
+
+impl Store {
+    /// Stops a running create (provision or bind) in favour of a delete: the running
+    /// operation is failed, `replacement` becomes the active operation, and it is held
+    /// back until the running attempt's lease has expired. The running attempt notices
+    /// at its next lease renewal and stops, so the delete never races its create.
+    /// `false` when `running` is no longer the active operation.
+    pub async fn supersede_operation(
+        &self,
+        target: OperationTarget<'_>,
+        running: Uuid,
+        replacement: &NewOperation<'_>,
+        reason: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let (lock, set) = match target {
+            OperationTarget::Instance(_) => (
+                "select active_operation_id from service_instance where instance_id = $1 for update",
+                "update service_instance set active_operation_id = $2, updated_at = now(), \
+                     state = case when state = 'provisioning' then 'failed' else state end \
+                 where instance_id = $1",
+            ),
+            OperationTarget::Binding(_) => (
+                "select active_operation_id from service_binding where binding_id = $1 for update",
+                "update service_binding set active_operation_id = $2, updated_at = now(), \
+                     state = case when state = 'creating' then 'failed' else state end \
+                 where binding_id = $1",
+            ),
+        };
+        let id = match target {
+            OperationTarget::Instance(id) | OperationTarget::Binding(id) => id,
+        };
+        let active: Option<Option<Uuid>> = sqlx::query_scalar(lock)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if active.flatten() != Some(running) {
+            return Ok(false);
+        }
+        let lease_expires_at: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
+            "update operation set state = 'failed', description = $2, finished_at = now(), \
+                 updated_at = now() \
+             where operation_id = $1 and state = 'in progress' \
+             returning lease_expires_at",
+        )
+        .bind(running)
+        .bind(reason)
+        .fetch_optional(&mut *tx)
+        .await?;
+        sqlx::query(set)
+            .bind(id)
+            .bind(replacement.operation_id)
+            .execute(&mut *tx)
+            .await?;
+        insert_operation(&mut tx, replacement).await?;
+        if let Some(Some(until)) = lease_expires_at {
+            sqlx::query("update operation set next_attempt_at = greatest(now(), $2) where operation_id = $1")
+                .bind(replacement.operation_id)
+                .bind(until)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The newest operation of a binding.
+    pub async fn latest_binding_operation(
+        &self,
+        binding_id: &str,
+    ) -> Result<Option<OperationRecord>, sqlx::Error> {
+        let row: Option<OperationRow> = sqlx::query_as(&format!(
+            "select {OPERATION_COLUMNS} from operation \
+             where binding_id = $1 order by created_at desc limit 1"
+        ))
+        .bind(binding_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
 }

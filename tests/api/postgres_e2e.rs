@@ -1,1 +1,220 @@
+//! The shipped catalog with the real PostgreSQL backend, driven through the HTTP API:
+//! what a platform does, checked on the server it provisions on.
+
+use std::sync::Arc;
+
+use bindery::backends::BackendRegistry;
+use bindery::backends::postgres::{PostgresBackend, PostgresBackendConfig};
+use bindery::backends::sql_ident::InstanceNames;
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
+
 use crate::helpers::*;
+
+const SERVICE: &str = "6f0a9d4e-2c1b-4d8e-9a57-0b3e1c2d4f60";
+const SMALL: &str = "1c7e5b90-8f3a-4e21-b6d4-5a0c9e8f7d11";
+const PREFIX: &str = "bdhttp";
+
+fn admin_url() -> String {
+    std::env::var("BINDERY_TEST_POSTGRES_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+async fn spawn() -> TestApp {
+    let mut registry = BackendRegistry::new();
+    let backend = PostgresBackend::new(PostgresBackendConfig {
+        admin_url: SecretString::from(admin_url()),
+        credentials_host: None,
+        credentials_port: None,
+        name_prefix: PREFIX.to_owned(),
+    })
+    .unwrap();
+    registry.register("postgresql", Arc::new(backend));
+    TestApp::spawn_with(Spawn {
+        catalog: std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"))
+            .unwrap(),
+        registry: Some(registry),
+        ..Spawn::default()
+    })
+    .await
+}
+
+async fn connect(credentials: &Value) -> PgConnection {
+    PgConnection::connect(credentials["uri"].as_str().unwrap())
+        .await
+        .expect("the binding's uri connects")
+}
+
+async fn leftovers(instance_id: &str) -> (i64, i64) {
+    let names = InstanceNames::new(PREFIX, instance_id).unwrap();
+    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+    let databases: i64 = sqlx::query_scalar("select count(*) from pg_database where datname = $1")
+        .bind(names.database.as_str())
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    let roles: i64 =
+        sqlx::query_scalar("select count(*) from pg_roles where starts_with(rolname, $1)")
+            .bind(&names.role_prefix)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    (databases, roles)
+}
+
+#[tokio::test]
+async fn a_platform_lifecycle_creates_and_removes_a_real_database() {
+    let app = spawn().await;
+    let id = new_id();
+    let mut body = provision_body(SERVICE, SMALL);
+    body["parameters"] = json!({"connection_limit": 15, "extensions": ["citext"]});
+    let r = app.provision_async(&id, body).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.raw);
+    let done = app.wait_for_operation(&id, "").await;
+    assert_eq!(done.body["state"], "succeeded", "{}", done.raw);
+
+    let (b1, b2, ro) = (new_id(), new_id(), new_id());
+    let writer = app.bind(&id, &b1, bind_body(SERVICE, SMALL)).await;
+    assert_eq!(writer.status, StatusCode::CREATED, "{}", writer.raw);
+    let other = app.bind(&id, &b2, bind_body(SERVICE, SMALL)).await;
+    let mut ro_body = bind_body(SERVICE, SMALL);
+    ro_body["parameters"] = json!({"read_only": true});
+    let reader = app.bind(&id, &ro, ro_body).await;
+    assert_eq!(reader.status, StatusCode::CREATED, "{}", reader.raw);
+    let keys: Vec<&String> = writer.body["credentials"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "database", "host", "jdbc_url", "password", "port", "uri", "username"
+        ]
+    );
+
+    let mut c1 = connect(&writer.body["credentials"]).await;
+    sqlx::query("create table orders (id int primary key, item citext)")
+        .execute(&mut c1)
+        .await
+        .unwrap();
+    sqlx::query("insert into orders values (1, 'Book')")
+        .execute(&mut c1)
+        .await
+        .unwrap();
+    let mut c2 = connect(&other.body["credentials"]).await;
+    let item: String = sqlx::query_scalar("select item::text from orders where id = 1")
+        .fetch_one(&mut c2)
+        .await
+        .unwrap();
+    assert_eq!(item, "Book");
+    sqlx::query("insert into orders values (2, 'Pen')")
+        .execute(&mut c2)
+        .await
+        .expect("the second binding can write too");
+
+    let mut c3 = connect(&reader.body["credentials"]).await;
+    let count: i64 = sqlx::query_scalar("select count(*) from orders")
+        .fetch_one(&mut c3)
+        .await
+        .unwrap();
+    assert_eq!(count, 2);
+    let denied = sqlx::query("insert into orders values (3, 'x')")
+        .execute(&mut c3)
+        .await
+        .unwrap_err();
+    assert!(denied.to_string().contains("permission denied"), "{denied}");
+
+    let r = app
+        .unbind(&id, &b1, &format!("?service_id={SERVICE}&plan_id={SMALL}"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
+    assert!(
+        sqlx::query("select 1").execute(&mut c1).await.is_err(),
+        "the unbound session was ended"
+    );
+    assert!(
+        PgConnection::connect(writer.body["credentials"]["uri"].as_str().unwrap())
+            .await
+            .is_err()
+    );
+    let count: i64 = sqlx::query_scalar("select count(*) from orders")
+        .fetch_one(&mut c2)
+        .await
+        .unwrap();
+    assert_eq!(count, 2, "the other binding keeps working");
+
+    // Deprovision with a connection still open.
+    let r = app
+        .deprovision(&id, &format!("?service_id={SERVICE}&plan_id={SMALL}"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
+    assert_eq!(
+        leftovers(&id).await,
+        (0, 0),
+        "no database and no role of the instance is left"
+    );
+    assert!(sqlx::query("select 1").execute(&mut c2).await.is_err());
+}
+
+#[tokio::test]
+async fn bad_parameters_get_400_and_create_nothing() {
+    let app = spawn().await;
+    for parameters in [
+        json!({"extensions": ["plpython3u"]}),
+        json!({"connection_limit": 5000}),
+        json!({"connection_limit": 0}),
+    ] {
+        let id = new_id();
+        let mut body = provision_body(SERVICE, SMALL);
+        body["parameters"] = parameters.clone();
+        let r = app.provision(&id, body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{parameters}: {}", r.raw);
+        assert!(
+            r.body["description"]
+                .as_str()
+                .unwrap()
+                .contains("parameters."),
+            "{}",
+            r.raw
+        );
+        assert_eq!(leftovers(&id).await, (0, 0));
+    }
+    let id = new_id();
+    app.provision(&id, provision_body(SERVICE, SMALL)).await;
+    let mut bad_bind = bind_body(SERVICE, SMALL);
+    bad_bind["parameters"] = json!({"superuser": true});
+    assert_eq!(
+        app.bind(&id, &new_id(), bad_bind).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let (_, roles) = leftovers(&id).await;
+    assert_eq!(roles, 2, "only the instance's two group roles exist");
+    app.deprovision(&id, &format!("?service_id={SERVICE}&plan_id={SMALL}"))
+        .await;
+}
+
+#[tokio::test]
+async fn a_plan_change_applies_the_new_plans_connection_limit() {
+    let app = spawn().await;
+    let id = new_id();
+    app.provision(&id, provision_body(SERVICE, SMALL)).await;
+    let medium = "3a9d2f64-7b1e-4c08-8e5f-2d6b4a1c9e22";
+    let r = app
+        .update(&id, "", json!({"service_id": SERVICE, "plan_id": medium}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
+    let names = InstanceNames::new(PREFIX, &id).unwrap();
+    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+    let limit: i32 = sqlx::query_scalar("select datconnlimit from pg_database where datname = $1")
+        .bind(names.database.as_str())
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(limit, 50);
+    app.deprovision(&id, &format!("?service_id={SERVICE}&plan_id={medium}"))
+        .await;
+    assert_eq!(leftovers(&id).await, (0, 0));
+}

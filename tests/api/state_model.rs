@@ -180,3 +180,104 @@ async fn readiness_reports_the_database() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_delete_during_provisioning_stops_the_provision_and_cleans_up_after_it() {
+    let app = TestApp::spawn_with(Spawn {
+        run_worker: false,
+        ..Spawn::default()
+    })
+    .await;
+    let id = new_id();
+    let first = app
+        .provision_async(&id, provision_body("svc-db", "plan-small"))
+        .await;
+    let provision_op = first.body["operation"].as_str().unwrap().to_owned();
+    let r = app
+        .deprovision(
+            &id,
+            "?service_id=svc-db&plan_id=plan-small&accepts_incomplete=true",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.raw);
+    let delete_op = r.body["operation"].as_str().unwrap().to_owned();
+    assert_ne!(delete_op, provision_op);
+    let cancelled = app
+        .last_operation(&id, &format!("?operation={provision_op}"))
+        .await;
+    assert_eq!(cancelled.body["state"], "failed");
+    assert!(
+        cancelled.body["description"]
+            .as_str()
+            .unwrap()
+            .contains("deleted")
+    );
+    assert_eq!(
+        app.drain().await,
+        1,
+        "only the delete runs; the cancelled provision never does"
+    );
+    assert_eq!(app.backend.count("provision", &id), 0);
+    assert_eq!(app.backend.count("deprovision", &id), 1);
+    let r = app
+        .last_operation(&id, &format!("?operation={delete_op}"))
+        .await;
+    assert_eq!(r.status, StatusCode::GONE);
+}
+
+#[tokio::test]
+async fn a_running_provision_that_is_superseded_stops_at_its_next_lease_renewal() {
+    let app = TestApp::spawn_with(Spawn {
+        run_worker: false,
+        env: vec![("BINDERY_LEASE_SECONDS".into(), "3".into())],
+        ..Spawn::default()
+    })
+    .await;
+    let id = new_id();
+    app.provision_async(&id, provision_body("svc-db", "plan-slow"))
+        .await;
+    let op: uuid::Uuid =
+        sqlx::query_scalar("select operation_id from operation where instance_id = $1")
+            .bind(&id)
+            .fetch_one(&app.db_pool)
+            .await
+            .unwrap();
+    // Claim it as a worker would, then delete while "it runs".
+    let claimed = app
+        .store
+        .claim_next_operation("other-worker", std::time::Duration::from_secs(3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.operation_id, op);
+    let r = app
+        .deprovision(
+            &id,
+            "?service_id=svc-db&plan_id=plan-small&accepts_incomplete=true",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        app.drain().await,
+        0,
+        "the delete waits for the running attempt's lease"
+    );
+    let renewed = app
+        .store
+        .renew_lease(op, "other-worker", std::time::Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert!(!renewed, "the running attempt learns it was cancelled");
+    sqlx::query("update operation set next_attempt_at = now() where instance_id = $1 and kind = 'deprovision'")
+        .bind(&id)
+        .execute(&app.db_pool)
+        .await
+        .unwrap();
+    assert_eq!(app.drain().await, 1);
+    assert_eq!(
+        app.deprovision(&id, "?service_id=svc-db&plan_id=plan-small")
+            .await
+            .status,
+        StatusCode::GONE
+    );
+}
