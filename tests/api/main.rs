@@ -13,5 +13,7 @@ mod conformance_cdef_instances;
 mod conformance_g_last_operation;
 mod conformance_hi_bindings;
 mod conformance_jk_errors;
+mod durable_operations;
 mod postgres_e2e;
+mod private_pg;
 mod state_model;
