@@ -28,6 +28,20 @@ ensure_postgres() {
   wait_for PostgreSQL 30 pg_isready -h 127.0.0.1 -p 5432
 }
 
+ensure_rabbitmq() {
+  if ! rabbitmqctl -q status >/dev/null 2>&1; then
+    echo "starting RabbitMQ"
+    rabbitmq-server -detached || true
+    wait_for RabbitMQ 60 rabbitmqctl -q status
+  fi
+  # The rabbitmq backend drives RabbitMQ through its management API.
+  if ! rabbitmq-plugins -q list -e rabbitmq_management 2>/dev/null | grep -q rabbitmq_management; then
+    echo "enabling the RabbitMQ management plugin"
+    rabbitmq-plugins -q enable rabbitmq_management
+  fi
+  wait_for "RabbitMQ management API" 60 curl -sf -o /dev/null -u guest:guest http://127.0.0.1:15672/api/overview
+}
+
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   for service in "${@:-postgres}"; do "ensure_$service"; done
 fi

@@ -166,6 +166,48 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         kind: EnvKind::Text,
         help: "prefix of generated database and role names",
     },
+    EnvVar {
+        name: "BINDERY_RABBITMQ_API_URL",
+        path: "backends.rabbitmq.api_url",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "management API of the RabbitMQ server that hosts instances, e.g. http://127.0.0.1:15672; unset = rabbitmq plans not served",
+    },
+    EnvVar {
+        name: "BINDERY_RABBITMQ_ADMIN_USERNAME",
+        path: "backends.rabbitmq.admin_username",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "a RabbitMQ user with the administrator tag",
+    },
+    EnvVar {
+        name: "BINDERY_RABBITMQ_ADMIN_PASSWORD",
+        path: "backends.rabbitmq.admin_password",
+        secret: true,
+        kind: EnvKind::Text,
+        help: "that user's password",
+    },
+    EnvVar {
+        name: "BINDERY_RABBITMQ_AMQP_HOST",
+        path: "backends.rabbitmq.amqp_host",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "AMQP host written into credentials (default: the API URL's host)",
+    },
+    EnvVar {
+        name: "BINDERY_RABBITMQ_AMQP_PORT",
+        path: "backends.rabbitmq.amqp_port",
+        secret: false,
+        kind: EnvKind::Number,
+        help: "AMQP port written into credentials (default 5672)",
+    },
+    EnvVar {
+        name: "BINDERY_RABBITMQ_NAME_PREFIX",
+        path: "backends.rabbitmq.name_prefix",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "prefix of generated vhost and user names",
+    },
 ];
 
 /// All settings.
@@ -269,6 +311,26 @@ impl Default for WorkerSettings {
 pub struct BackendSettings {
     /// The PostgreSQL server that hosts `postgresql` instances.
     pub postgresql: Option<PostgresSettings>,
+    /// The RabbitMQ server that hosts `rabbitmq` instances.
+    pub rabbitmq: Option<RabbitmqSettings>,
+}
+
+/// The RabbitMQ backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RabbitmqSettings {
+    /// Management API base URL; the backend is served only when this is set.
+    pub api_url: Option<String>,
+    /// Administrator user name (default `guest`).
+    pub admin_username: Option<String>,
+    /// Administrator password (default `guest`).
+    pub admin_password: Option<SecretString>,
+    /// AMQP host written into credentials.
+    pub amqp_host: Option<String>,
+    /// AMQP port written into credentials.
+    pub amqp_port: Option<u16>,
+    /// Prefix of generated names.
+    pub name_prefix: Option<String>,
 }
 
 /// The PostgreSQL backend.

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::backends::BackendRegistry;
 use crate::backends::postgres::{self, PostgresBackend, PostgresBackendConfig};
+use crate::backends::rabbitmq::{self, RabbitmqBackend, RabbitmqBackendConfig};
 use crate::broker::{Broker, BrokerOptions};
 use crate::catalog::load_catalog;
 use crate::config::Settings;
@@ -49,6 +50,41 @@ pub fn builtin_backends(settings: &Settings) -> anyhow::Result<BackendRegistry> 
                 "postgresql",
                 postgres::check_plan_settings,
                 "set BINDERY_POSTGRES_ADMIN_URL",
+            );
+        }
+    }
+    match settings
+        .backends
+        .rabbitmq
+        .as_ref()
+        .and_then(|r| r.api_url.as_ref().map(|u| (r, u)))
+    {
+        Some((rabbit, api_url)) => {
+            let backend = RabbitmqBackend::new(RabbitmqBackendConfig {
+                api_url: api_url.clone(),
+                admin_username: rabbit
+                    .admin_username
+                    .clone()
+                    .unwrap_or_else(|| "guest".to_owned()),
+                admin_password: rabbit
+                    .admin_password
+                    .clone()
+                    .unwrap_or_else(|| SecretString::from("guest")),
+                amqp_host: rabbit.amqp_host.clone(),
+                amqp_port: rabbit.amqp_port,
+                name_prefix: rabbit
+                    .name_prefix
+                    .clone()
+                    .unwrap_or_else(|| "bindery".to_owned()),
+            })
+            .context("configuring the rabbitmq backend")?;
+            registry.register("rabbitmq", Arc::new(backend));
+        }
+        None => {
+            registry.declare_unconfigured(
+                "rabbitmq",
+                rabbitmq::check_plan_settings,
+                "set BINDERY_RABBITMQ_API_URL",
             );
         }
     }

@@ -80,6 +80,7 @@ fn check_catalog_accepts_the_shipped_catalog() {
             "BINDERY_POSTGRES_ADMIN_URL",
             "postgres://postgres@127.0.0.1:5432/postgres",
         )
+        .env("BINDERY_RABBITMQ_API_URL", "http://127.0.0.1:15672")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -88,7 +89,7 @@ fn check_catalog_accepts_the_shipped_catalog() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("valid (1 services, 3 plans"), "{stdout}");
+    assert!(stdout.contains("valid (2 services, 5 plans"), "{stdout}");
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! bindery's code.
 
 pub mod postgres;
+pub mod rabbitmq;
 pub mod sql_ident;
 
 use std::collections::{BTreeMap, HashMap};
