@@ -16,13 +16,20 @@ impl Drop for Broker {
         let _ = self.child.wait();
         let _ = Command::new("psql")
             .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
-            .arg(format!("drop database if exists \"{}\" with (force)", self.database))
+            .arg(format!(
+                "drop database if exists \"{}\" with (force)",
+                self.database
+            ))
             .output();
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Pairs of (commands, expected output) in document order.
@@ -37,8 +44,15 @@ fn steps(doc: &str) -> Vec<(String, String)> {
         if command.iter().any(|l| l.starts_with("export BROKER")) {
             continue;
         }
-        let opening = lines.by_ref().find(|l| !l.trim().is_empty()).unwrap_or_default();
-        assert_eq!(opening.trim(), "```", "every command block is followed by its output");
+        let opening = lines
+            .by_ref()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default();
+        assert_eq!(
+            opening.trim(),
+            "```",
+            "every command block is followed by its output"
+        );
         let expected: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
         steps.push((command.join("\n"), expected.join("\n")));
     }
@@ -51,12 +65,16 @@ fn matches(pattern: &str, actual: &str) -> bool {
     let mut rest = actual;
     for (i, part) in parts.iter().enumerate() {
         if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else { return false };
+            let Some(r) = rest.strip_prefix(part) else {
+                return false;
+            };
             rest = r;
         } else if i == parts.len() - 1 {
             return rest.ends_with(part);
         } else {
-            let Some(at) = rest.find(part) else { return false };
+            let Some(at) = rest.find(part) else {
+                return false;
+            };
             rest = &rest[at + part.len()..];
         }
     }
@@ -73,19 +91,29 @@ fn the_matcher_understands_ellipses() {
 
 #[test]
 fn the_walkthrough_answers_exactly_as_documented() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/walkthrough.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/walkthrough.md"))
+        .unwrap();
     let port = free_port();
     let database = format!("bindery_test_walk_{}", uuid::Uuid::new_v4().simple());
     let child = Command::new(env!("CARGO_BIN_EXE_bindery"))
         .arg("serve")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         // What scripts/run sets, on a database and port of this test's own.
-        .env("DATABASE_URL", format!("postgres://postgres@127.0.0.1:5432/{database}"))
+        .env(
+            "DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:5432/{database}"),
+        )
         .env("BINDERY_LISTEN", format!("127.0.0.1:{port}"))
         .env("BINDERY_USERNAME", "admin")
         .env("BINDERY_PASSWORD", "change-me")
-        .env("BINDERY_ENCRYPTION_KEYS", "dev:q1ZQDkyvSO0jD0b1S1OEBlJGwqvbCuX1B6e4MZq0C5c=")
-        .env("BINDERY_POSTGRES_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+        .env(
+            "BINDERY_ENCRYPTION_KEYS",
+            "dev:q1ZQDkyvSO0jD0b1S1OEBlJGwqvbCuX1B6e4MZq0C5c=",
+        )
+        .env(
+            "BINDERY_POSTGRES_ADMIN_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        )
         .env("BINDERY_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -94,7 +122,10 @@ fn the_walkthrough_answers_exactly_as_documented() {
     let base = format!("http://127.0.0.1:{port}");
     let ready = (0..100).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
-        Command::new("curl").args(["-sf", &format!("{base}/readyz")]).output().is_ok_and(|o| o.status.success())
+        Command::new("curl")
+            .args(["-sf", &format!("{base}/readyz")])
+            .output()
+            .is_ok_and(|o| o.status.success())
     });
     assert!(ready, "the broker became ready");
 

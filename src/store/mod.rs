@@ -126,8 +126,10 @@ pub async fn ensure_database(options: &PgConnectOptions) -> anyhow::Result<()> {
             .await?;
         match sqlx::query(&statement).execute(&pool).await {
             Ok(_) => tracing::info!(database = %name, "created bindery's database"),
-            // Another replica created it between our check and our CREATE.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            // Another replica created it between our check and our CREATE: 42P04, or
+            // 23505 when both CREATEs reach the catalog at the same moment.
+            Err(sqlx::Error::Database(e))
+                if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
             Err(e) => return Err(e).context("creating bindery's database"),
         }
     }

@@ -467,3 +467,48 @@ async fn an_outage_of_the_state_database_gives_503s_and_recovers_without_a_resta
             .unwrap();
     assert_eq!(stuck, 0, "nothing left in progress");
 }
+
+#[tokio::test]
+async fn on_shutdown_the_worker_releases_the_leases_of_unfinished_operations() {
+    let app = TestApp::spawn_with(Spawn {
+        env: vec![("BINDERY_SHUTDOWN_GRACE_SECONDS".into(), "0".into())],
+        catalog: crate::support::TEST_CATALOG.replace("delay_ms: 300", "delay_ms: 3000"),
+        ..Spawn::default()
+    })
+    .await;
+    let id = new_id();
+    app.provision_async(&id, provision_body("svc-db", "plan-slow"))
+        .await;
+    let owner_of = |pool: sqlx::PgPool, id: String| async move {
+        sqlx::query_scalar::<_, Option<String>>(
+            "select lease_owner from operation where instance_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let mut claimed = false;
+    for _ in 0..100 {
+        if owner_of(app.db_pool.clone(), id.clone()).await.is_some() {
+            claimed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(claimed, "the worker took the operation");
+    app.shut_down();
+    let mut released = false;
+    for _ in 0..100 {
+        if owner_of(app.db_pool.clone(), id.clone()).await.is_none() {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        released,
+        "the lease was given back, so another replica can take it at once"
+    );
+    assert_eq!(app.last_operation_state_in_db(&id).await, "in progress");
+}

@@ -135,6 +135,22 @@ impl TestApp {
         }
     }
 
+    /// The stored state of the newest operation of an instance.
+    pub async fn last_operation_state_in_db(&self, id: &str) -> String {
+        sqlx::query_scalar(
+            "select state from operation where instance_id = $1 order by created_at desc limit 1",
+        )
+        .bind(id)
+        .fetch_one(&self.db_pool)
+        .await
+        .unwrap()
+    }
+
+    /// Starts the broker's shutdown (as SIGTERM does).
+    pub fn shut_down(&self) {
+        self.stop.cancel();
+    }
+
     /// Sends a request with the default credentials and version header.
     pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
         self.send_with(
