@@ -28,6 +28,15 @@ ensure_postgres() {
   wait_for PostgreSQL 30 pg_isready -h 127.0.0.1 -p 5432
 }
 
+ensure_redis() {
+  if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then return 0; fi
+  echo "starting Redis"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_for Redis 30 redis-cli -h 127.0.0.1 -p 6379 ping
+}
+
 ensure_rabbitmq() {
   if ! rabbitmqctl -q status >/dev/null 2>&1; then
     echo "starting RabbitMQ"

@@ -208,6 +208,34 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         kind: EnvKind::Text,
         help: "prefix of generated vhost and user names",
     },
+    EnvVar {
+        name: "BINDERY_REDIS_ADMIN_URL",
+        path: "backends.redis.admin_url",
+        secret: true,
+        kind: EnvKind::Text,
+        help: "admin connection (redis://user:password@host:port) of the Redis server that hosts instances; unset = redis plans not served",
+    },
+    EnvVar {
+        name: "BINDERY_REDIS_CREDENTIALS_HOST",
+        path: "backends.redis.credentials_host",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "host written into Redis credentials (default: the admin URL's host)",
+    },
+    EnvVar {
+        name: "BINDERY_REDIS_CREDENTIALS_PORT",
+        path: "backends.redis.credentials_port",
+        secret: false,
+        kind: EnvKind::Number,
+        help: "port written into Redis credentials (default: the admin URL's port)",
+    },
+    EnvVar {
+        name: "BINDERY_REDIS_NAME_PREFIX",
+        path: "backends.redis.name_prefix",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "prefix of generated key prefixes and ACL user names",
+    },
 ];
 
 /// All settings.
@@ -313,6 +341,22 @@ pub struct BackendSettings {
     pub postgresql: Option<PostgresSettings>,
     /// The RabbitMQ server that hosts `rabbitmq` instances.
     pub rabbitmq: Option<RabbitmqSettings>,
+    /// The Redis server that hosts `redis` instances.
+    pub redis: Option<ServerSettings>,
+}
+
+/// A backend reached through one admin URL (Redis, MariaDB).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Admin connection URL; the backend is served only when this is set.
+    pub admin_url: Option<SecretString>,
+    /// Host written into credentials.
+    pub credentials_host: Option<String>,
+    /// Port written into credentials.
+    pub credentials_port: Option<u16>,
+    /// Prefix of generated names.
+    pub name_prefix: Option<String>,
 }
 
 /// The RabbitMQ backend.

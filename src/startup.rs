@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backends::BackendRegistry;
 use crate::backends::postgres::{self, PostgresBackend, PostgresBackendConfig};
 use crate::backends::rabbitmq::{self, RabbitmqBackend, RabbitmqBackendConfig};
+use crate::backends::redis::{self, RedisBackend, RedisBackendConfig};
 use crate::broker::{Broker, BrokerOptions};
 use crate::catalog::load_catalog;
 use crate::config::Settings;
@@ -85,6 +86,33 @@ pub fn builtin_backends(settings: &Settings) -> anyhow::Result<BackendRegistry> 
                 "rabbitmq",
                 rabbitmq::check_plan_settings,
                 "set BINDERY_RABBITMQ_API_URL",
+            );
+        }
+    }
+    match settings
+        .backends
+        .redis
+        .as_ref()
+        .and_then(|r| r.admin_url.as_ref().map(|u| (r, u)))
+    {
+        Some((server, admin_url)) => {
+            let backend = RedisBackend::new(RedisBackendConfig {
+                admin_url: admin_url.clone(),
+                credentials_host: server.credentials_host.clone(),
+                credentials_port: server.credentials_port,
+                name_prefix: server
+                    .name_prefix
+                    .clone()
+                    .unwrap_or_else(|| "bindery".to_owned()),
+            })
+            .context("configuring the redis backend")?;
+            registry.register("redis", Arc::new(backend));
+        }
+        None => {
+            registry.declare_unconfigured(
+                "redis",
+                redis::check_plan_settings,
+                "set BINDERY_REDIS_ADMIN_URL",
             );
         }
     }

@@ -81,6 +81,7 @@ fn check_catalog_accepts_the_shipped_catalog() {
             "postgres://postgres@127.0.0.1:5432/postgres",
         )
         .env("BINDERY_RABBITMQ_API_URL", "http://127.0.0.1:15672")
+        .env("BINDERY_REDIS_ADMIN_URL", "redis://127.0.0.1:6379")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -89,7 +90,7 @@ fn check_catalog_accepts_the_shipped_catalog() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("valid (2 services, 5 plans"), "{stdout}");
+    assert!(stdout.contains("valid (3 services, 7 plans"), "{stdout}");
 }
 
 #[test]

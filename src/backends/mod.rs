@@ -9,6 +9,7 @@
 
 pub mod postgres;
 pub mod rabbitmq;
+pub mod redis;
 pub mod sql_ident;
 
 use std::collections::{BTreeMap, HashMap};
