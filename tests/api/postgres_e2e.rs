@@ -1,13 +1,10 @@
 //! The shipped catalog with the real PostgreSQL backend, driven through the HTTP API:
 //! what a platform does, checked on the server it provisions on.
 
-use std::sync::Arc;
-
-use bindery::backends::BackendRegistry;
-use bindery::backends::postgres::{PostgresBackend, PostgresBackendConfig};
 use bindery::backends::sql_ident::InstanceNames;
+use bindery::config::Settings;
+use bindery::startup::builtin_backends;
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
@@ -23,15 +20,17 @@ fn admin_url() -> String {
 }
 
 async fn spawn() -> TestApp {
-    let mut registry = BackendRegistry::new();
-    let backend = PostgresBackend::new(PostgresBackendConfig {
-        admin_url: SecretString::from(admin_url()),
-        credentials_host: None,
-        credentials_port: None,
-        name_prefix: PREFIX.to_owned(),
+    // The registry the shipped binary builds, with only PostgreSQL configured: the other
+    // services of the shipped catalog are then left out, as on a machine without them.
+    let env = [
+        ("BINDERY_POSTGRES_ADMIN_URL", admin_url()),
+        ("BINDERY_POSTGRES_NAME_PREFIX", PREFIX.to_owned()),
+    ];
+    let settings = Settings::load_from(None, |name| {
+        env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
     })
     .unwrap();
-    registry.register("postgresql", Arc::new(backend));
+    let registry = builtin_backends(&settings).unwrap();
     TestApp::spawn_with(Spawn {
         catalog: std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"))
             .unwrap(),
