@@ -28,6 +28,14 @@ ensure_postgres() {
   wait_for PostgreSQL 30 pg_isready -h 127.0.0.1 -p 5432
 }
 
+ensure_mariadb() {
+  if mariadb-admin -h 127.0.0.1 -u root ping >/dev/null 2>&1; then return 0; fi
+  echo "starting MariaDB"
+  mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+  wait_for MariaDB 60 mariadb-admin -h 127.0.0.1 -u root ping
+}
+
 ensure_redis() {
   if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then return 0; fi
   echo "starting Redis"

@@ -1,4 +1,4 @@
-//! The command line: `bindery serve | migrate | check-catalog`.
+//! The command line: `bindery serve | migrate | check-catalog | rotate-keys`.
 
 use std::path::PathBuf;
 
@@ -31,6 +31,10 @@ pub enum Command {
     Serve,
     /// Create bindery's database if needed and apply pending migrations, then exit.
     Migrate,
+    /// Re-encrypt every stored credential under the primary key (the first of
+    /// BINDERY_ENCRYPTION_KEYS), then exit. Run it after adding a new primary key and
+    /// before removing an old one.
+    RotateKeys,
     /// Validate a catalog file and list every problem, then exit (non-zero on problems).
     CheckCatalog {
         /// Catalog to check; default: the configured catalog (BINDERY_CATALOG).
@@ -51,6 +55,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .migrate()
                 .await?;
             println!("migrations applied");
+            Ok(())
+        }
+        Command::RotateKeys => {
+            let spec = settings
+                .encryption_keys
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("BINDERY_ENCRYPTION_KEYS is not set"))?;
+            let keyring = crate::crypto::Keyring::parse(spec.expose_secret())
+                .context("BINDERY_ENCRYPTION_KEYS")?;
+            let options = connect_options(settings.database_url.expose_secret())?;
+            let store = Store::connect_lazy(options, &StoreOptions::default());
+            store.migrate().await?;
+            let report = crate::keys::rotate(&store, &keyring).await?;
+            println!(
+                "re-encrypted {} credential(s) under key `{}`",
+                report.resealed,
+                keyring.primary_label()
+            );
+            if !report.failed.is_empty() {
+                for (binding, reason) in &report.failed {
+                    eprintln!("binding {binding}: {reason}");
+                }
+                anyhow::bail!(
+                    "{} credential(s) could not be decrypted",
+                    report.failed.len()
+                );
+            }
             Ok(())
         }
         Command::CheckCatalog { file } => {

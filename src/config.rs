@@ -76,6 +76,20 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         help: "basic-auth password platforms use",
     },
     EnvVar {
+        name: "BINDERY_EXTRA_USERS",
+        path: "auth.extra_users",
+        secret: true,
+        kind: EnvKind::Text,
+        help: "more basic-auth users, user:password[,user:password...], e.g. the next credentials during a rotation",
+    },
+    EnvVar {
+        name: "BINDERY_BEARER_TOKENS",
+        path: "auth.bearer_tokens",
+        secret: true,
+        kind: EnvKind::Text,
+        help: "bearer tokens accepted instead of basic auth, token[,token...]",
+    },
+    EnvVar {
         name: "BINDERY_MIN_API_VERSION",
         path: "min_api_version",
         secret: false,
@@ -95,6 +109,20 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         secret: false,
         kind: EnvKind::Number,
         help: "largest request body accepted (413 above)",
+    },
+    EnvVar {
+        name: "BINDERY_REQUEST_TIMEOUT_SECONDS",
+        path: "request_timeout_seconds",
+        secret: false,
+        kind: EnvKind::Number,
+        help: "longest a request may take before it is answered 503",
+    },
+    EnvVar {
+        name: "BINDERY_MAX_CONCURRENT_REQUESTS",
+        path: "max_concurrent_requests",
+        secret: false,
+        kind: EnvKind::Number,
+        help: "requests handled at once; more are answered 503 at once",
     },
     EnvVar {
         name: "BINDERY_LOG",
@@ -165,6 +193,34 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         secret: false,
         kind: EnvKind::Text,
         help: "prefix of generated database and role names",
+    },
+    EnvVar {
+        name: "BINDERY_MARIADB_ADMIN_URL",
+        path: "backends.mariadb.admin_url",
+        secret: true,
+        kind: EnvKind::Text,
+        help: "admin connection (mysql://user:password@host:port) of the MariaDB server that hosts instances; unset = mariadb plans not served",
+    },
+    EnvVar {
+        name: "BINDERY_MARIADB_CREDENTIALS_HOST",
+        path: "backends.mariadb.credentials_host",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "host written into MariaDB credentials (default: the admin URL's host)",
+    },
+    EnvVar {
+        name: "BINDERY_MARIADB_CREDENTIALS_PORT",
+        path: "backends.mariadb.credentials_port",
+        secret: false,
+        kind: EnvKind::Number,
+        help: "port written into MariaDB credentials (default: the admin URL's port)",
+    },
+    EnvVar {
+        name: "BINDERY_MARIADB_NAME_PREFIX",
+        path: "backends.mariadb.name_prefix",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "prefix of generated database and user names",
     },
     EnvVar {
         name: "BINDERY_RABBITMQ_API_URL",
@@ -266,6 +322,12 @@ pub struct Settings {
     /// Largest request body.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Longest a request may take, in seconds.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u64,
+    /// Requests handled at once.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_requests: usize,
     /// Logging.
     #[serde(default)]
     pub log: LogSettings,
@@ -277,7 +339,7 @@ pub struct Settings {
     pub backends: BackendSettings,
 }
 
-/// Basic auth.
+/// Platform authentication.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
@@ -285,6 +347,10 @@ pub struct AuthSettings {
     pub username: Option<String>,
     /// Password.
     pub password: Option<SecretString>,
+    /// More users, `user:password,user:password`.
+    pub extra_users: Option<SecretString>,
+    /// Bearer tokens, comma-separated.
+    pub bearer_tokens: Option<SecretString>,
 }
 
 /// Logging.
@@ -343,6 +409,8 @@ pub struct BackendSettings {
     pub rabbitmq: Option<RabbitmqSettings>,
     /// The Redis server that hosts `redis` instances.
     pub redis: Option<ServerSettings>,
+    /// The MariaDB server that hosts `mariadb` instances.
+    pub mariadb: Option<ServerSettings>,
 }
 
 /// A backend reached through one admin URL (Redis, MariaDB).
@@ -408,6 +476,13 @@ fn default_min_version() -> String {
 }
 fn default_max_body() -> usize {
     256 * 1024
+}
+fn default_request_timeout() -> u64 {
+    // Platforms time out at 60 s; answer before they give up.
+    55
+}
+fn default_max_concurrent() -> usize {
+    1024
 }
 fn default_log_filter() -> String {
     "info".to_owned()
@@ -491,6 +566,11 @@ impl Settings {
         }
         if self.max_body_bytes < 1024 {
             bail!("max_body_bytes (BINDERY_MAX_BODY_BYTES) must be at least 1024");
+        }
+        if self.request_timeout_seconds == 0 || self.max_concurrent_requests == 0 {
+            bail!(
+                "BINDERY_REQUEST_TIMEOUT_SECONDS and BINDERY_MAX_CONCURRENT_REQUESTS must be positive"
+            );
         }
         if self.worker.lease_seconds < 3 {
             bail!("worker.lease_seconds (BINDERY_LEASE_SECONDS) must be at least 3");

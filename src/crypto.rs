@@ -133,6 +133,11 @@ impl Keyring {
         Self::new(keys)
     }
 
+    /// True when a key with `label` is configured.
+    pub fn has(&self, label: &str) -> bool {
+        self.keys.contains_key(label)
+    }
+
     /// The label new data is sealed with.
     pub fn primary_label(&self) -> &str {
         &self.primary

@@ -22,6 +22,8 @@ pub mod crypto;
 pub mod error;
 /// The HTTP edge.
 pub mod http;
+/// Encryption keys over stored state: start-up check and rotation.
+pub mod keys;
 /// OSB wire types and headers.
 pub mod osb;
 /// Wiring of the application.

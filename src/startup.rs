@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::backends::BackendRegistry;
+use crate::backends::mariadb::{self, MariaDbBackend, MariaDbBackendConfig};
 use crate::backends::postgres::{self, PostgresBackend, PostgresBackendConfig};
 use crate::backends::rabbitmq::{self, RabbitmqBackend, RabbitmqBackendConfig};
 use crate::backends::redis::{self, RedisBackend, RedisBackendConfig};
@@ -116,7 +117,82 @@ pub fn builtin_backends(settings: &Settings) -> anyhow::Result<BackendRegistry> 
             );
         }
     }
+    match settings
+        .backends
+        .mariadb
+        .as_ref()
+        .and_then(|r| r.admin_url.as_ref().map(|u| (r, u)))
+    {
+        Some((server, admin_url)) => {
+            let backend = MariaDbBackend::new(MariaDbBackendConfig {
+                admin_url: admin_url.clone(),
+                credentials_host: server.credentials_host.clone(),
+                credentials_port: server.credentials_port,
+                name_prefix: server
+                    .name_prefix
+                    .clone()
+                    .unwrap_or_else(|| "bindery".to_owned()),
+            })
+            .context("configuring the mariadb backend")?;
+            registry.register("mariadb", Arc::new(backend));
+        }
+        None => {
+            registry.declare_unconfigured(
+                "mariadb",
+                mariadb::check_plan_settings,
+                "set BINDERY_MARIADB_ADMIN_URL",
+            );
+        }
+    }
     Ok(registry)
+}
+
+/// The credentials platforms may present: the main user, any extra users (for a
+/// rotation without downtime) and bearer tokens. At least one must be configured.
+fn authenticator(auth: &crate::config::AuthSettings) -> anyhow::Result<Authenticator> {
+    let mut users: Vec<(String, String)> = Vec::new();
+    if let (Some(user), Some(password)) = (&auth.username, &auth.password)
+        && !user.is_empty()
+        && !password.expose_secret().is_empty()
+    {
+        users.push((user.clone(), password.expose_secret().to_owned()));
+    }
+    if let Some(extra) = &auth.extra_users {
+        for entry in extra
+            .expose_secret()
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            match entry.split_once(':') {
+                Some((user, password)) if !user.is_empty() && !password.is_empty() => {
+                    users.push((user.to_owned(), password.to_owned()));
+                }
+                // Never echo the entry: it holds a password.
+                _ => bail!("BINDERY_EXTRA_USERS must be user:password[,user:password...]"),
+            }
+        }
+    }
+    let tokens: Vec<String> = auth
+        .bearer_tokens
+        .as_ref()
+        .map(|t| {
+            t.expose_secret()
+                .split(',')
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if users.is_empty() && tokens.is_empty() {
+        bail!(
+            "no platform credentials configured: set BINDERY_USERNAME and BINDERY_PASSWORD (or BINDERY_BEARER_TOKENS)"
+        );
+    }
+    Ok(
+        Authenticator::new(users.iter().map(|(u, p)| (u.as_str(), p.as_str())))
+            .with_tokens(tokens.iter().map(String::as_str)),
+    )
 }
 
 /// A broker ready to serve: listener bound, database migrated, catalog validated.
@@ -140,16 +216,7 @@ impl Application {
                 "no encryption key configured: set BINDERY_ENCRYPTION_KEYS to label:<base64 of 32 random bytes> (for example `primary:$(head -c32 /dev/urandom | base64)`); bindery never stores credentials unencrypted"
             ),
         };
-        let authenticator = match (&settings.auth.username, &settings.auth.password) {
-            (Some(user), Some(password))
-                if !user.is_empty() && !password.expose_secret().is_empty() =>
-            {
-                Authenticator::new([(user.as_str(), password.expose_secret())])
-            }
-            _ => bail!(
-                "no basic-auth credentials configured: set BINDERY_USERNAME and BINDERY_PASSWORD"
-            ),
-        };
+        let authenticator = authenticator(&settings.auth)?;
         let min_version: ApiVersion = settings
             .min_api_version
             .parse()
@@ -169,6 +236,27 @@ impl Application {
             },
         );
         store.migrate().await?;
+        crate::keys::check_keys_in_use(&store, &keyring).await?;
+        // A new primary key: re-encrypt what older keys sealed, in the background so
+        // that start-up stays fast; `bindery rotate-keys` does the same in the foreground.
+        {
+            let (store, keyring) = (store.clone(), keyring.clone());
+            tokio::spawn(async move {
+                match crate::keys::rotate(&store, &keyring).await {
+                    Ok(report) if report.resealed > 0 || !report.failed.is_empty() => {
+                        tracing::info!(
+                            resealed = report.resealed,
+                            failed = report.failed.len(),
+                            "re-encrypted credentials under the primary key"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "key rotation at start-up did not finish; run `bindery rotate-keys`")
+                    }
+                }
+            });
+        }
 
         let owner: Arc<str> = owner_name().into();
         let wake = Arc::new(Notify::new());
@@ -202,6 +290,8 @@ impl Application {
                 authenticator: Arc::new(authenticator),
                 min_version: MinimumVersion(min_version),
                 max_body_bytes: settings.max_body_bytes,
+                request_timeout: Duration::from_secs(settings.request_timeout_seconds),
+                max_concurrent_requests: settings.max_concurrent_requests,
             },
             worker,
             store,

@@ -82,6 +82,7 @@ fn check_catalog_accepts_the_shipped_catalog() {
         )
         .env("BINDERY_RABBITMQ_API_URL", "http://127.0.0.1:15672")
         .env("BINDERY_REDIS_ADMIN_URL", "redis://127.0.0.1:6379")
+        .env("BINDERY_MARIADB_ADMIN_URL", "mysql://root@127.0.0.1:3306")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -90,7 +91,7 @@ fn check_catalog_accepts_the_shipped_catalog() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("valid (3 services, 7 plans"), "{stdout}");
+    assert!(stdout.contains("valid (4 services, 9 plans"), "{stdout}");
 }
 
 #[test]

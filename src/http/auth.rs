@@ -1,9 +1,10 @@
-//! Basic authentication of every `/v2` request, compared in constant time.
+//! Authentication of every `/v2` request: HTTP Basic with any of several users (so a
+//! platform can rotate its credentials without downtime) or a bearer token
+//! (Kubernetes Service Catalog's `authInfo.bearer`), compared in constant time.
 //!
-//! Both the presented and the configured user name and password are hashed with
-//! SHA-256 and the digests compared with `subtle`, so neither the length nor a
-//! matching prefix of a secret leaks through timing, and both halves are always
-//! checked before deciding.
+//! Presented and configured secrets are hashed with SHA-256 and the digests compared
+//! with `subtle`, so neither the length nor a matching prefix of a secret leaks through
+//! timing; every configured credential is checked before deciding.
 
 use std::fmt;
 
@@ -21,11 +22,17 @@ use crate::error::BrokerError;
 #[derive(Clone)]
 pub struct Authenticator {
     users: Vec<([u8; 32], [u8; 32])>,
+    tokens: Vec<[u8; 32]>,
 }
 
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Authenticator({} user(s))", self.users.len())
+        write!(
+            f,
+            "Authenticator({} user(s), {} token(s))",
+            self.users.len(),
+            self.tokens.len()
+        )
     }
 }
 
@@ -41,24 +48,48 @@ impl Authenticator {
                 .into_iter()
                 .map(|(u, p)| (digest(u.as_bytes()), digest(p.as_bytes())))
                 .collect(),
+            tokens: Vec::new(),
         }
     }
 
-    /// True when the `Authorization` header carries valid Basic credentials.
+    /// Also accepts `Authorization: Bearer <token>` for any of `tokens`.
+    pub fn with_tokens<'a>(mut self, tokens: impl IntoIterator<Item = &'a str>) -> Self {
+        self.tokens.extend(
+            tokens
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .map(|t| digest(t.as_bytes())),
+        );
+        self
+    }
+
+    /// True when the `Authorization` header carries valid credentials.
     pub fn verify(&self, header: Option<&str>) -> bool {
-        let Some(presented) = header.and_then(decode_basic) else {
+        let Some(header) = header else {
             return false;
         };
-        let (user, password) = (
-            digest(presented.0.as_bytes()),
-            digest(presented.1.as_bytes()),
-        );
         let mut ok = subtle::Choice::from(0);
-        for (u, p) in &self.users {
-            ok |= u.ct_eq(&user) & p.ct_eq(&password);
+        if let Some((user, password)) = decode_basic(header) {
+            let (user, password) = (digest(user.as_bytes()), digest(password.as_bytes()));
+            for (u, p) in &self.users {
+                ok |= u.ct_eq(&user) & p.ct_eq(&password);
+            }
+        } else if let Some(token) = decode_bearer(header) {
+            let token = digest(token.as_bytes());
+            for t in &self.tokens {
+                ok |= t.ct_eq(&token);
+            }
         }
         ok.into()
     }
+}
+
+fn decode_bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 fn decode_basic(header: &str) -> Option<(String, String)> {
@@ -117,6 +148,16 @@ mod tests {
         assert!(!auth.verify(Some(&basic("a", ""))));
         assert!(!auth.verify(Some("Bearer abc")));
         assert!(!auth.verify(Some("Basic !!!")));
+    }
+
+    #[test]
+    fn bearer_tokens_are_accepted_only_when_configured() {
+        let auth = Authenticator::new([("a", "1")]).with_tokens(["tok-1", "tok-2"]);
+        assert!(auth.verify(Some("Bearer tok-2")));
+        assert!(auth.verify(Some("bearer tok-1")));
+        assert!(!auth.verify(Some("Bearer tok-3")));
+        assert!(!auth.verify(Some("Bearer ")));
+        assert!(!Authenticator::new([("a", "1")]).verify(Some("Bearer tok-1")));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod errors;
 mod extract;
 mod health;
 mod instances;
+mod limits;
 mod version;
 
 use std::sync::Arc;
@@ -44,6 +45,10 @@ pub struct HttpOptions {
     pub min_version: MinimumVersion,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
+    /// Longest a request may take.
+    pub request_timeout: Duration,
+    /// Most requests in flight.
+    pub max_concurrent_requests: usize,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -94,6 +99,13 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(Extension(BodyLimit(options.max_body_bytes)))
         .layer(CatchPanicLayer::custom(errors::panic_response))
+        .layer(middleware::from_fn_with_state(
+            limits::Limits {
+                request_timeout: options.request_timeout,
+                in_flight: Arc::new(tokio::sync::Semaphore::new(options.max_concurrent_requests.max(1))),
+            },
+            limits::enforce,
+        ))
         .layer(middleware::from_fn(errors::log_internal_errors))
         .layer(middleware::from_fn(errors::echo_request_identity))
         .layer(

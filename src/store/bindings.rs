@@ -263,3 +263,69 @@ impl Store {
         Ok(true)
     }
 }
+
+impl Store {
+    /// Labels of the keys that sealed stored credentials, each with its count.
+    pub async fn credential_key_labels(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        sqlx::query_as(
+            "select credentials_key, count(*) from service_binding \
+             where credentials_key is not null group by credentials_key order by credentials_key",
+        )
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Up to `limit` sealed credentials not sealed with `primary`, after `after`
+    /// (binding ids in order, so a rotation pages through them).
+    pub async fn credentials_not_sealed_with(
+        &self,
+        primary: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, SealedCredentials)>, sqlx::Error> {
+        let rows: Vec<(String, Vec<u8>, String)> = sqlx::query_as(
+            "select binding_id, credentials, credentials_key from service_binding \
+             where credentials_key is not null and credentials_key <> $1 and binding_id > $2 \
+             order by binding_id limit $3",
+        )
+        .bind(primary)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, ciphertext, key_label)| {
+                (
+                    id,
+                    SealedCredentials {
+                        key_label,
+                        ciphertext,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Replaces sealed credentials, only if they are still those sealed by `old_label`
+    /// (a concurrent rebind or rotation wins).
+    pub async fn reseal_credentials(
+        &self,
+        binding_id: &str,
+        old_label: &str,
+        sealed: &SealedCredentials,
+    ) -> Result<bool, sqlx::Error> {
+        Ok(sqlx::query(
+            "update service_binding set credentials = $3, credentials_key = $4, updated_at = now() \
+             where binding_id = $1 and credentials_key = $2",
+        )
+        .bind(binding_id)
+        .bind(old_label)
+        .bind(&sealed.ciphertext)
+        .bind(&sealed.key_label)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+}

@@ -16,4 +16,5 @@ mod conformance_jk_errors;
 mod durable_operations;
 mod postgres_e2e;
 mod private_pg;
+mod security;
 mod state_model;
