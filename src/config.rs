@@ -55,6 +55,20 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         help: "address:port the OSB API listens on",
     },
     EnvVar {
+        name: "BINDERY_TLS_CERT_FILE",
+        path: "tls.cert_file",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "PEM certificate chain; with BINDERY_TLS_KEY_FILE the API is served over TLS (reloaded on change or SIGHUP)",
+    },
+    EnvVar {
+        name: "BINDERY_TLS_KEY_FILE",
+        path: "tls.key_file",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "PEM private key of the certificate",
+    },
+    EnvVar {
         name: "BINDERY_CATALOG",
         path: "catalog",
         secret: false,
@@ -307,6 +321,9 @@ pub struct Settings {
     /// Pool size for bindery's database.
     #[serde(default = "default_pool")]
     pub database_max_connections: u32,
+    /// TLS on the listener.
+    #[serde(default)]
+    pub tls: TlsSettings,
     /// Path of catalog.yaml.
     #[serde(default = "default_catalog")]
     pub catalog: PathBuf,
@@ -337,6 +354,16 @@ pub struct Settings {
     /// Managed servers.
     #[serde(default)]
     pub backends: BackendSettings,
+}
+
+/// TLS on the listener: both files, or neither (plain HTTP).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key.
+    pub key_file: Option<PathBuf>,
 }
 
 /// Platform authentication.
@@ -566,6 +593,9 @@ impl Settings {
         }
         if self.max_body_bytes < 1024 {
             bail!("max_body_bytes (BINDERY_MAX_BODY_BYTES) must be at least 1024");
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            bail!("set both BINDERY_TLS_CERT_FILE and BINDERY_TLS_KEY_FILE, or neither");
         }
         if self.request_timeout_seconds == 0 || self.max_concurrent_requests == 0 {
             bail!(

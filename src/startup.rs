@@ -203,6 +203,7 @@ pub struct Application {
     http: HttpOptions,
     worker: Worker,
     store: Store,
+    tls: Option<crate::http::tls::TlsFiles>,
 }
 
 impl Application {
@@ -295,6 +296,17 @@ impl Application {
             },
             worker,
             store,
+            tls: match (&settings.tls.cert_file, &settings.tls.key_file) {
+                (Some(cert), Some(key)) => {
+                    let files = crate::http::tls::TlsFiles {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                    };
+                    files.load()?; // a bad certificate stops start-up, not the first client
+                    Some(files)
+                }
+                _ => None,
+            },
         })
     }
 
@@ -329,10 +341,21 @@ impl Application {
         let worker_task =
             run_worker.then(|| tokio::spawn(self.worker.run_until_stopped(stop.clone())));
         let serve_stop = stop.clone();
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move { serve_stop.cancelled().await })
-            .await
-            .context("HTTP server failed")?;
+        let shutdown = async move { serve_stop.cancelled().await };
+        match self.tls {
+            Some(files) => {
+                let listener = crate::http::tls::TlsListener::start(self.listener, files)?;
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            None => {
+                axum::serve(self.listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        }
+        .context("HTTP server failed")?;
         if let Some(task) = worker_task {
             stop.cancel();
             let _ = task.await;

@@ -9,6 +9,7 @@ mod extract;
 mod health;
 mod instances;
 mod limits;
+pub mod tls;
 mod version;
 
 use std::sync::Arc;

@@ -18,3 +18,4 @@ mod postgres_e2e;
 mod private_pg;
 mod security;
 mod state_model;
+mod tls;
