@@ -1,4 +1,4 @@
-//! The command line: `bindery serve | migrate | check-catalog | rotate-keys`.
+//! The command line: `bindery serve | migrate | check-catalog | rotate-keys | openapi`.
 
 use std::path::PathBuf;
 
@@ -35,6 +35,12 @@ pub enum Command {
     /// BINDERY_ENCRYPTION_KEYS), then exit. Run it after adding a new primary key and
     /// before removing an old one.
     RotateKeys,
+    /// Print the OpenAPI document (YAML) generated from the routes, or write it to FILE.
+    Openapi {
+        /// Where to write it; default: standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Validate a catalog file and list every problem, then exit (non-zero on problems).
     CheckCatalog {
         /// Catalog to check; default: the configured catalog (BINDERY_CATALOG).
@@ -44,10 +50,23 @@ pub enum Command {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Openapi { output } = &cli.command {
+        // Needs no configuration: the document comes from the code alone.
+        let yaml = crate::http::openapi::document_yaml();
+        return match output {
+            Some(path) => std::fs::write(path, yaml)
+                .with_context(|| format!("cannot write {}", path.display())),
+            None => {
+                print!("{yaml}");
+                Ok(())
+            }
+        };
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     crate::telemetry::init(&settings.log.filter, &settings.log.format);
     match cli.command {
         Command::Serve => serve(&settings).await,
+        Command::Openapi { .. } => unreachable!("handled before loading settings"),
         Command::Migrate => {
             let options = connect_options(settings.database_url.expose_secret())?;
             ensure_database(&options).await?;

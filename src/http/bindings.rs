@@ -9,8 +9,35 @@ use super::AppState;
 use super::extract::{OsbJson, OsbPath, OsbQuery};
 use crate::broker::{BindOutcome, RequestContext};
 use crate::error::BrokerError;
-use crate::osb::{BindRequest, OperationResponse};
+use crate::osb::{BindRequest, BindResponse, ErrorBody, LastOperationResponse, OperationResponse};
 
+#[utoipa::path(put, path = "/v2/service_instances/{instance_id}/service_bindings/{binding_id}", tag = "bindings",
+    params(
+        ("instance_id" = String, Path, description = "The instance"),
+        ("binding_id" = String, Path, description = "Platform-chosen id"),
+        ("accepts_incomplete" = Option<bool>, Query, description = "2.14+: the platform accepts a 202"),
+        ("X-Broker-API-Version" = String, Header, description = "OSB API version, 2.13 or later", example = "2.13"),
+        ("X-Broker-API-Originating-Identity" = Option<String>, Header, description = "`<platform> <base64 JSON>` of the user behind the request"),
+        ("X-Broker-API-Request-Identity" = Option<String>, Header, description = "2.15: a request id, echoed in the response"),
+    ),
+    request_body = BindRequest,
+    responses(
+        (status = 201, description = "Bound; the credentials", body = BindResponse),
+        (status = 200, description = "An identical binding exists; the same credentials", body = BindResponse),
+        (status = 202, description = "2.14+: binding in progress", body = OperationResponse),
+        (status = 400, description = "Malformed request or invalid data; the description names the field", body = ErrorBody),
+        (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+        (status = 409, description = "The id exists with different attributes", body = ErrorBody),
+        (status = 412, description = "Missing or unsupported X-Broker-API-Version", body = ErrorBody),
+        (status = 413, description = "Request body over the limit", body = ErrorBody),
+        (status = 422, description = "AsyncRequired, ConcurrencyError, RequiresApp, MaintenanceInfoConflict, or a change the state does not allow", body = ErrorBody),
+        (status = 500, description = "Broker fault; the description carries the request id", body = ErrorBody),
+        (status = 502, description = "The managed server refused the operation", body = ErrorBody),
+        (status = 503, description = "The broker's database or the managed server is unavailable; retry", body = ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 /// `PUT /v2/service_instances/{instance_id}/service_bindings/{binding_id}`: 201, 200, 202, 400, 404, 409, 422.
 pub async fn bind(
     State(state): State<AppState>,
@@ -56,6 +83,31 @@ pub async fn bind(
     response
 }
 
+#[utoipa::path(delete, path = "/v2/service_instances/{instance_id}/service_bindings/{binding_id}", tag = "bindings",
+    params(
+        ("instance_id" = String, Path, description = "The instance"),
+        ("binding_id" = String, Path, description = "The binding"),
+        ("service_id" = String, Query, description = "The instance's service"),
+        ("plan_id" = String, Query, description = "The instance's plan"),
+        ("accepts_incomplete" = Option<bool>, Query, description = "2.14+: the platform accepts a 202"),
+        ("X-Broker-API-Version" = String, Header, description = "OSB API version, 2.13 or later", example = "2.13"),
+        ("X-Broker-API-Originating-Identity" = Option<String>, Header, description = "`<platform> <base64 JSON>` of the user behind the request"),
+        ("X-Broker-API-Request-Identity" = Option<String>, Header, description = "2.15: a request id, echoed in the response"),
+    ),
+    responses(
+        (status = 200, description = "Unbound", body = OperationResponse),
+        (status = 202, description = "2.14+: unbinding in progress", body = OperationResponse),
+        (status = 400, description = "Malformed request or invalid data; the description names the field", body = ErrorBody),
+        (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
+        (status = 410, description = "Nothing to delete, or an asynchronous delete has finished", body = ErrorBody),
+        (status = 412, description = "Missing or unsupported X-Broker-API-Version", body = ErrorBody),
+        (status = 422, description = "AsyncRequired, ConcurrencyError, RequiresApp, MaintenanceInfoConflict, or a change the state does not allow", body = ErrorBody),
+        (status = 500, description = "Broker fault; the description carries the request id", body = ErrorBody),
+        (status = 502, description = "The managed server refused the operation", body = ErrorBody),
+        (status = 503, description = "The broker's database or the managed server is unavailable; retry", body = ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 /// `DELETE /v2/service_instances/{instance_id}/service_bindings/{binding_id}`: 200, 202, 400, 410, 422.
 pub async fn unbind(
     State(state): State<AppState>,
@@ -92,6 +144,23 @@ pub async fn unbind(
     response
 }
 
+#[utoipa::path(get, path = "/v2/service_instances/{instance_id}/service_bindings/{binding_id}", tag = "bindings",
+    params(
+        ("instance_id" = String, Path, description = "The instance"),
+        ("binding_id" = String, Path, description = "The binding"),
+        ("X-Broker-API-Version" = String, Header, description = "OSB API version, 2.13 or later", example = "2.13"),
+        ("X-Broker-API-Originating-Identity" = Option<String>, Header, description = "`<platform> <base64 JSON>` of the user behind the request"),
+        ("X-Broker-API-Request-Identity" = Option<String>, Header, description = "2.15: a request id, echoed in the response"),
+    ),
+    responses(
+        (status = 200, description = "2.14+: the binding with its credentials", body = BindResponse),
+        (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+        (status = 412, description = "Missing or unsupported X-Broker-API-Version", body = ErrorBody),
+        (status = 503, description = "The broker's database or the managed server is unavailable; retry", body = ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 /// `GET /v2/service_instances/{instance_id}/service_bindings/{binding_id}` (2.14): 200, 404.
 pub async fn get_binding(
     State(state): State<AppState>,
@@ -107,6 +176,27 @@ pub async fn get_binding(
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
+#[utoipa::path(get, path = "/v2/service_instances/{instance_id}/service_bindings/{binding_id}/last_operation", tag = "bindings",
+    operation_id = "binding_last_operation",
+    params(
+        ("instance_id" = String, Path, description = "The instance"),
+        ("binding_id" = String, Path, description = "The binding"),
+        ("operation" = Option<String>, Query, description = "The operation returned with the 202"),
+        ("X-Broker-API-Version" = String, Header, description = "OSB API version, 2.13 or later", example = "2.13"),
+        ("X-Broker-API-Originating-Identity" = Option<String>, Header, description = "`<platform> <base64 JSON>` of the user behind the request"),
+        ("X-Broker-API-Request-Identity" = Option<String>, Header, description = "2.15: a request id, echoed in the response"),
+    ),
+    responses(
+        (status = 200, description = "2.14+: the binding operation's state", body = LastOperationResponse),
+        (status = 400, description = "Malformed request or invalid data; the description names the field", body = ErrorBody),
+        (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+        (status = 410, description = "Nothing to delete, or an asynchronous delete has finished", body = ErrorBody),
+        (status = 412, description = "Missing or unsupported X-Broker-API-Version", body = ErrorBody),
+        (status = 503, description = "The broker's database or the managed server is unavailable; retry", body = ErrorBody),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
 /// `GET /v2/service_instances/{instance_id}/service_bindings/{binding_id}/last_operation` (2.14): 200, 400, 404, 410.
 pub async fn last_operation(
     State(state): State<AppState>,

@@ -9,11 +9,16 @@ use serde_json::json;
 
 use super::AppState;
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process serves requests")))]
 /// Liveness: always 200 while the process serves requests.
 pub async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "The state database answers and is migrated"),
+    (status = 503, description = "Not ready"),
+))]
 /// Readiness: 200 when the store is usable, 503 otherwise.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     if state.broker.store().is_ready().await {

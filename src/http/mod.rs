@@ -9,6 +9,7 @@ mod extract;
 mod health;
 mod instances;
 mod limits;
+pub mod openapi;
 pub mod tls;
 mod version;
 
@@ -18,11 +19,14 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::response::Response;
-use axum::routing::get;
 use axum::{Extension, Router, middleware};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
 
 pub use auth::Authenticator;
 use extract::BodyLimit;
@@ -54,31 +58,36 @@ pub struct HttpOptions {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The OSB routes and the probes, with their OpenAPI annotations. The same lists
+/// build the router and the document.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(catalog::get_catalog))
+        .routes(routes!(
+            instances::get_instance,
+            instances::provision,
+            instances::update,
+            instances::deprovision
+        ))
+        .routes(routes!(instances::last_operation))
+        .routes(routes!(
+            bindings::get_binding,
+            bindings::bind,
+            bindings::unbind
+        ))
+        .routes(routes!(bindings::last_operation))
+}
+
+fn probe_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+}
+
 /// Builds the whole application router.
 pub fn router(state: AppState, options: &HttpOptions) -> Router {
-    let osb = Router::new()
-        .route("/v2/catalog", get(catalog::get_catalog))
-        .route(
-            "/v2/service_instances/{instance_id}",
-            get(instances::get_instance)
-                .put(instances::provision)
-                .patch(instances::update)
-                .delete(instances::deprovision),
-        )
-        .route(
-            "/v2/service_instances/{instance_id}/last_operation",
-            get(instances::last_operation),
-        )
-        .route(
-            "/v2/service_instances/{instance_id}/service_bindings/{binding_id}",
-            get(bindings::get_binding)
-                .put(bindings::bind)
-                .delete(bindings::unbind),
-        )
-        .route(
-            "/v2/service_instances/{instance_id}/service_bindings/{binding_id}/last_operation",
-            get(bindings::last_operation),
-        )
+    let (osb, _) = api_routes().split_for_parts();
+    let osb = osb
         // Layers run outside-in from the last added: authentication (401) comes
         // before the version check (412), as conformance suites expect.
         .route_layer(middleware::from_fn_with_state(
@@ -89,11 +98,13 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
             options.authenticator.clone(),
             auth::require_auth,
         ));
+    let (probes, _) = probe_routes().split_for_parts();
+    let document = openapi::document();
 
     Router::new()
         .merge(osb)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+        .merge(probes)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .with_state(state)

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Body of `PUT /v2/service_instances/:instance_id/service_bindings/:binding_id`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct BindRequest {
     /// Required: the instance's service.
     #[serde(default)]
@@ -17,12 +17,15 @@ pub struct BindRequest {
     pub app_guid: Option<String>,
     /// What the binding is for (`app_guid`, `route`, platform extras).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub bind_resource: Option<Value>,
     /// Binding configuration, validated against the plan's bind schema.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<Value>,
     /// Platform context (opaque).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub context: Option<Value>,
     /// 2.17: the binding this one rotates.
     #[serde(default)]
@@ -51,18 +54,21 @@ impl BindRequest {
 }
 
 /// Success body of bind (201, 200).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BindResponse {
     /// Flat string credentials, one key per Kubernetes Secret key.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub credentials: Option<Map<String, Value>>,
     /// The operation to poll (2.14 async bind only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
     /// Fetch binding (2.14): the binding's parameters.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<Map<String, Value>>,
     /// 2.16+: `expires_at` / `renew_before`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
 }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// The machine-readable error codes the spec defines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub enum ErrorCode {
     /// The plan needs `accepts_incomplete=true`.
     AsyncRequired,
@@ -16,7 +16,7 @@ pub enum ErrorCode {
 }
 
 /// An error response body. Both fields are left out when absent, never `""`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// One of the spec's codes, only where the spec names one.
     #[serde(skip_serializing_if = "Option::is_none")]

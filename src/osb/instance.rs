@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 /// Body of `PUT /v2/service_instances/:instance_id`.
 ///
 /// No `deny_unknown_fields`: platforms add fields and receivers must ignore them.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct ProvisionRequest {
     /// Id of a service in the catalog.
     #[serde(default)]
@@ -16,6 +16,7 @@ pub struct ProvisionRequest {
     pub plan_id: Option<String>,
     /// Platform context (opaque).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub context: Option<Value>,
     /// Deprecated but required in 2.13.
     #[serde(default)]
@@ -25,14 +26,16 @@ pub struct ProvisionRequest {
     pub space_guid: Option<String>,
     /// Service-specific configuration, validated against the plan's schema.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<Value>,
     /// 2.15: the plan version the platform believes it provisions.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub maintenance_info: Option<Value>,
 }
 
 /// Body of `PATCH /v2/service_instances/:instance_id`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct UpdateRequest {
     /// Required: the instance's service.
     #[serde(default)]
@@ -42,20 +45,24 @@ pub struct UpdateRequest {
     pub plan_id: Option<String>,
     /// New parameters; absent means "keep the parameters".
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<Value>,
     /// Platform context (opaque).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub context: Option<Value>,
     /// What the platform believes the instance looked like (informational only).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub previous_values: Option<Value>,
     /// 2.15: the plan version the platform wants.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub maintenance_info: Option<Value>,
 }
 
 /// Success body of provision (201, 200, 202).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ProvisionResponse {
     /// A web UI for the instance, when the backend has one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,11 +72,12 @@ pub struct ProvisionResponse {
     pub operation: Option<String>,
     /// 2.16+: instance labels and attributes.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
 }
 
 /// Success body of update and deprovision (200, 202).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OperationResponse {
     /// The operation to poll (202 only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,7 +85,7 @@ pub struct OperationResponse {
 }
 
 /// Body of `GET /v2/service_instances/:instance_id` (2.14).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct InstanceResponse {
     /// The instance's service.
     pub service_id: String,
@@ -88,8 +96,10 @@ pub struct InstanceResponse {
     pub dashboard_url: Option<String>,
     /// The current parameters.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<Map<String, Value>>,
     /// 2.17: the maintenance version applied.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub maintenance_info: Option<Value>,
 }

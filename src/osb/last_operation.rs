@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The three states the spec allows, spelled exactly as on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum OperationState {
     /// Still running; the platform keeps polling.
     #[serde(rename = "in progress")]
@@ -38,7 +38,7 @@ impl OperationState {
 }
 
 /// Body of a 200 from last_operation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LastOperationResponse {
     /// The state of the operation.
     pub state: OperationState,

@@ -1,6 +1,7 @@
 //! OSB wire types and headers only: serde shapes that mirror the spec, no rules.
 
 pub mod binding;
+pub mod catalog;
 pub mod error;
 pub mod identity;
 pub mod instance;
