@@ -337,6 +337,7 @@ impl Application {
         stop: CancellationToken,
         run_worker: bool,
     ) -> anyhow::Result<()> {
+        crate::http::metrics::handle();
         let router = crate::http::router(self.state, &self.http);
         let worker_task =
             run_worker.then(|| tokio::spawn(self.worker.run_until_stopped(stop.clone())));

@@ -9,6 +9,7 @@ mod extract;
 mod health;
 mod instances;
 mod limits;
+pub mod metrics;
 pub mod openapi;
 pub mod tls;
 mod version;
@@ -105,8 +106,10 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         .merge(osb)
         .merge(probes)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
+        .route("/metrics", axum::routing::get(metrics::render))
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
+        .layer(middleware::from_fn(metrics::track))
         .with_state(state)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(Extension(BodyLimit(options.max_body_bytes)))

@@ -555,3 +555,15 @@ impl Store {
         Ok(row.map(Into::into))
     }
 }
+
+impl Store {
+    /// Operations waiting or running, and the age in seconds of the oldest of them.
+    pub async fn queue_stats(&self) -> Result<(i64, f64), sqlx::Error> {
+        sqlx::query_as(
+            "select count(*), coalesce(extract(epoch from now() - min(created_at))::float8, 0) \
+             from operation where state = 'in progress'",
+        )
+        .fetch_one(&self.pool)
+        .await
+    }
+}

@@ -66,6 +66,7 @@ pub struct Executor {
 }
 
 struct Resolved {
+    backend_kind: String,
     plan_id: String,
     service_id: String,
     parameters: Map<String, Value>,
@@ -110,7 +111,22 @@ impl Executor {
             });
         }
         let result = match self.resolve(op).await? {
-            Ok(resolved) => self.call_backend(op, owner, &resolved).await,
+            Ok(resolved) => {
+                let started = std::time::Instant::now();
+                let result = self.call_backend(op, owner, &resolved).await;
+                let kind = resolved.backend_kind.clone();
+                metrics::histogram!("bindery_backend_call_duration_seconds", "backend" => kind.clone(), "action" => op.kind.as_str())
+                    .record(started.elapsed().as_secs_f64());
+                if let Err(e) = &result {
+                    let error = match e {
+                        BackendError::Unavailable(_) => "unavailable",
+                        BackendError::Failed(_) => "failed",
+                    };
+                    metrics::counter!("bindery_backend_errors_total", "backend" => kind, "action" => op.kind.as_str(), "error" => error)
+                        .increment(1);
+                }
+                result
+            }
             Err(description) => Err(BackendError::Failed(description)),
         };
         let (outcome, execution) = match result {
@@ -141,6 +157,7 @@ impl Executor {
                         &description,
                     )
                     .await?;
+                metrics::counter!("bindery_operations_total", "kind" => op.kind.as_str(), "state" => "retrying").increment(1);
                 return Ok(if retrying {
                     Execution::Retrying(description)
                 } else {
@@ -162,6 +179,11 @@ impl Executor {
             }
         };
         if self.store.finish_operation(op, owner, &outcome).await? {
+            let state = match &execution {
+                Execution::Succeeded(_) => "succeeded",
+                _ => "failed",
+            };
+            metrics::counter!("bindery_operations_total", "kind" => op.kind.as_str(), "state" => state).increment(1);
             Ok(execution)
         } else {
             Ok(Execution::LeaseLost)
@@ -200,6 +222,7 @@ impl Executor {
             )));
         };
         Ok(Ok(Resolved {
+            backend_kind: plan.backend_kind.clone(),
             plan_id,
             service_id: instance.service_id.clone(),
             parameters: as_object(parameters),
