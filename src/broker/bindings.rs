@@ -1,6 +1,7 @@
 //! Bind and unbind (OSB §5.2–5.3): synchronous as in 2.13, asynchronous for 2.14+
 //! clients that send `accepts_incomplete=true`.
 
+use chrono::SubsecRound as _;
 use serde_json::{Map, Value, json};
 
 use super::fingerprint::{BindFingerprint, same_binding};
@@ -41,9 +42,10 @@ impl Broker {
         ctx: &RequestContext,
         instance_id: &str,
         binding_id: &str,
-        request: BindRequest,
+        mut request: BindRequest,
         accepts_incomplete: bool,
     ) -> BrokerResult<BindOutcome> {
+        let rotates = self.rotation_predecessor(ctx, instance_id, &mut request).await?;
         let service_id = input::required(&request.service_id, "service_id")?;
         let plan_id = input::required(&request.plan_id, "plan_id")?;
         input::optional(&request.app_guid, "app_guid")?;
@@ -58,6 +60,12 @@ impl Broker {
             return Err(BrokerError::bad_request(format!(
                 "plan `{}` of service `{}` is not bindable",
                 plan.name, service.name
+            )));
+        }
+        if rotates.is_some() && !plan.binding_rotatable {
+            return Err(BrokerError::Unprocessable(format!(
+                "Bindings of plan `{}` cannot be rotated.",
+                plan.name
             )));
         }
         let app_guid = request.effective_app_guid();
@@ -85,6 +93,10 @@ impl Broker {
             )));
         }
 
+        let expires_at = plan
+            .binding_lifetime
+            .map(|lifetime| chrono::Utc::now().trunc_subsecs(3) + lifetime);
+        let metadata = Self::binding_metadata(ctx, expires_at, plan.binding_lifetime);
         let operation = self.new_operation(
             OperationKind::Bind,
             instance_id,
@@ -103,9 +115,13 @@ impl Broker {
             route: request.route(),
             bind_resource: bind_resource.as_ref(),
             context: context.as_ref(),
+            expires_at,
+            predecessor_binding_id: rotates.as_deref(),
         };
         match self.store.insert_binding(&new, &operation).await? {
-            BindingInsert::Inserted => return self.finish_bind_start(&operation, run_async).await,
+            BindingInsert::Inserted => {
+                return self.finish_bind_start(&operation, run_async, metadata).await;
+            }
             BindingInsert::InstanceUnavailable => {
                 return Err(match self.store.find_instance(instance_id).await? {
                     Some(i)
@@ -145,6 +161,7 @@ impl Broker {
         match (existing.state, existing.active_operation_id) {
             (BindingState::Ready, None) => Ok(BindOutcome::AlreadyExists(BindResponse {
                 credentials: Some(self.open_credentials(&existing)?),
+                metadata: Self::binding_metadata(ctx, existing.expires_at, plan.binding_lifetime),
                 ..BindResponse::default()
             })),
             (BindingState::Creating, Some(op)) if run_async => Ok(BindOutcome::Accepted {
@@ -171,7 +188,7 @@ impl Broker {
                 {
                     return Err(busy("service binding"));
                 }
-                self.finish_bind_start(&retry, run_async).await
+                self.finish_bind_start(&retry, run_async, metadata).await
             }
             _ => Err(busy("service binding")),
         }
@@ -181,6 +198,7 @@ impl Broker {
         &self,
         operation: &NewOperation<'_>,
         run_async: bool,
+        metadata: Option<Map<String, Value>>,
     ) -> BrokerResult<BindOutcome> {
         if run_async {
             self.wake_worker();
@@ -191,8 +209,55 @@ impl Broker {
         let credentials = self.run_inline(operation).await?;
         Ok(BindOutcome::Created(BindResponse {
             credentials: Some(credentials.map(|c| c.to_json()).unwrap_or_default()),
+            metadata,
             ..BindResponse::default()
         }))
+    }
+
+    /// 2.17 binding rotation: checks `predecessor_binding_id` and fills what the
+    /// request leaves out (service, plan, parameters, bind resource) from the
+    /// predecessor, so the successor is an identical binding with new credentials.
+    /// Returns the predecessor's id when the request rotates.
+    async fn rotation_predecessor(
+        &self,
+        ctx: &RequestContext,
+        instance_id: &str,
+        request: &mut BindRequest,
+    ) -> BrokerResult<Option<String>> {
+        if !ctx.version.has(ApiVersion::V2_17) {
+            return Ok(None);
+        }
+        let Some(predecessor_id) = request.predecessor_binding_id.clone().filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let predecessor = self.store.find_binding(&predecessor_id).await?.filter(|p| {
+            p.instance_id == instance_id
+                && p.state == BindingState::Ready
+                && p.expires_at.is_none_or(|t| t > chrono::Utc::now())
+        });
+        let Some(predecessor) = predecessor else {
+            return Err(BrokerError::bad_request(format!(
+                "predecessor_binding_id `{predecessor_id}` is not a live, unexpired binding of instance {instance_id}"
+            )));
+        };
+        request.service_id.get_or_insert(predecessor.service_id.clone());
+        request.plan_id.get_or_insert(predecessor.plan_id.clone());
+        if request.parameters.is_none() {
+            request.parameters = Some(predecessor.parameters.clone());
+        }
+        if request.bind_resource.is_none() && request.app_guid.is_none() {
+            let mut resource = Map::new();
+            if let Some(app) = &predecessor.app_guid {
+                resource.insert("app_guid".to_owned(), Value::String(app.clone()));
+            }
+            if let Some(route) = &predecessor.route {
+                resource.insert("route".to_owned(), Value::String(route.clone()));
+            }
+            if !resource.is_empty() {
+                request.bind_resource = Some(Value::Object(resource));
+            }
+        }
+        Ok(Some(predecessor_id))
     }
 
     /// `DELETE /v2/service_instances/:instance_id/service_bindings/:binding_id`.
@@ -287,6 +352,7 @@ impl Broker {
     /// the stored binding with its credentials; 404 while it is being created.
     pub async fn get_binding(
         &self,
+        ctx: &RequestContext,
         instance_id: &str,
         binding_id: &str,
     ) -> BrokerResult<BindResponse> {
@@ -303,6 +369,13 @@ impl Broker {
                 .as_object()
                 .filter(|p| !p.is_empty())
                 .cloned(),
+            metadata: Self::binding_metadata(
+                ctx,
+                binding.expires_at,
+                self.catalog
+                    .plan(&binding.service_id, &binding.plan_id)
+                    .and_then(|(_, p)| p.binding_lifetime),
+            ),
             ..BindResponse::default()
         })
     }

@@ -62,11 +62,13 @@ impl Broker {
             space_guid: Some(space_guid),
             context: context.as_ref(),
             dashboard_url: dashboard_url.as_deref(),
+            maintenance_version: plan.maintenance_version.as_deref(),
         };
+        let metadata = self.instance_metadata(ctx, service_id, plan_id);
         let response = |operation: Option<String>| ProvisionResponse {
             dashboard_url: dashboard_url.clone(),
             operation,
-            metadata: None,
+            metadata: metadata.clone(),
         };
         if self.store.insert_instance(&new, &operation).await? {
             return if run_async {
@@ -101,7 +103,7 @@ impl Broker {
         let replay = ProvisionResponse {
             dashboard_url: existing.dashboard_url.clone(),
             operation: None,
-            metadata: None,
+            metadata: metadata.clone(),
         };
         let active = self.store.active_instance_operation(&existing).await?;
         match (existing.state, active) {
@@ -204,16 +206,33 @@ impl Broker {
             None => instance.parameters.clone(),
         };
         let run_async = Self::runs_async(target, accepts_incomplete)?;
-        let op_request = json!({ "plan_id": target_plan_id, "parameters": merged });
+        // The instance takes the target plan's maintenance version; a request that only
+        // carries a newer maintenance_info (2.15) is an upgrade the backend performs by
+        // applying the plan's current settings again.
+        let maintenance_change = ctx.version.has(crate::osb::ApiVersion::V2_15)
+            && request
+                .maintenance_info
+                .as_ref()
+                .and_then(|m| m.get("version"))
+                .and_then(Value::as_str)
+                .is_some_and(|v| Some(v) != instance.maintenance_version.as_deref());
+        let op_request = json!({
+            "plan_id": target_plan_id,
+            "parameters": merged,
+            "maintenance_version": target.maintenance_version,
+        });
+        let metadata = self.instance_metadata(ctx, service_id, target_plan_id);
+        let body = |operation: Option<String>| crate::osb::OperationResponse {
+            operation,
+            metadata: metadata.clone(),
+        };
 
         if let Some(active) = self.store.active_instance_operation(&instance).await? {
             return if active.kind == OperationKind::Update
                 && active.request == op_request
                 && accepts_incomplete
             {
-                Ok(UpdateOutcome::Accepted {
-                    operation: active.operation_id.to_string(),
-                })
+                Ok(UpdateOutcome::Accepted(body(Some(active.operation_id.to_string()))))
             } else {
                 Err(busy("service instance"))
             };
@@ -228,8 +247,8 @@ impl Broker {
             }
             _ => return Err(busy("service instance")),
         }
-        if !plan_change && merged == instance.parameters {
-            return Ok(UpdateOutcome::Updated);
+        if !plan_change && !maintenance_change && merged == instance.parameters {
+            return Ok(UpdateOutcome::Updated(body(None)));
         }
 
         let operation = self.new_operation(
@@ -249,12 +268,10 @@ impl Broker {
         }
         if run_async {
             self.wake_worker();
-            Ok(UpdateOutcome::Accepted {
-                operation: operation.operation_id.to_string(),
-            })
+            Ok(UpdateOutcome::Accepted(body(Some(operation.operation_id.to_string()))))
         } else {
             self.run_inline(&operation).await?;
-            Ok(UpdateOutcome::Updated)
+            Ok(UpdateOutcome::Updated(body(None)))
         }
     }
 

@@ -163,11 +163,14 @@ impl Broker {
         {
             return Err(busy("service instance"));
         }
-        let maintenance_info = if ctx.version.has(ApiVersion::V2_17) {
-            self.catalog
-                .plan(&instance.service_id, &instance.plan_id)
-                .and_then(|(_, p)| p.maintenance_version.clone())
-                .map(|version| serde_json::json!({ "version": version }))
+        let v2_17 = ctx.version.has(ApiVersion::V2_17);
+        let maintenance_info = instance
+            .maintenance_version
+            .clone()
+            .filter(|_| v2_17)
+            .map(|version| serde_json::json!({ "version": version }));
+        let metadata = if v2_17 {
+            self.instance_metadata(ctx, &instance.service_id, &instance.plan_id)
         } else {
             None
         };
@@ -181,6 +184,7 @@ impl Broker {
                 .filter(|p| !p.is_empty())
                 .cloned(),
             maintenance_info,
+            metadata,
         })
     }
 }

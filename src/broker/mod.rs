@@ -21,7 +21,8 @@ use crate::catalog::{Execution as PlanExecution, Plan, SharedCatalog};
 use crate::crypto::Keyring;
 use crate::error::{BrokerError, BrokerResult};
 use crate::osb::{
-    ApiVersion, BindResponse, LastOperationResponse, OriginatingIdentity, ProvisionResponse,
+    ApiVersion, BindResponse, LastOperationResponse, OperationResponse, OriginatingIdentity,
+    ProvisionResponse,
 };
 use crate::store::{AuditEvent, NewOperation, OperationKind, OperationRecord, Store};
 use crate::worker::{Execution, Executor, RetryPolicy};
@@ -59,16 +60,13 @@ pub enum ProvisionOutcome {
     Accepted(ProvisionResponse),
 }
 
-/// Result of an update.
+/// Result of an update; the body carries 2.16+ metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UpdateOutcome {
     /// 200: applied (or nothing to change).
-    Updated,
-    /// 202: runs asynchronously.
-    Accepted {
-        /// Operation to poll.
-        operation: String,
-    },
+    Updated(OperationResponse),
+    /// 202: runs asynchronously; the body has the operation.
+    Accepted(OperationResponse),
 }
 
 /// Result of a deprovision or an unbind.
@@ -286,6 +284,43 @@ impl Broker {
                 "The operation was cancelled because the resource is being deleted.".to_owned(),
             )),
         }
+    }
+
+    /// Instance `metadata` for clients that know it: `labels` from 2.16 (what users
+    /// see: the service and plan names), `attributes` from 2.17 (the backend kind).
+    fn instance_metadata(&self, ctx: &RequestContext, service_id: &str, plan_id: &str) -> Option<serde_json::Map<String, Value>> {
+        if !ctx.version.has(ApiVersion::V2_16) {
+            return None;
+        }
+        let (service, plan) = self.catalog.plan(service_id, plan_id)?;
+        let mut metadata = serde_json::Map::new();
+        metadata.insert(
+            "labels".to_owned(),
+            serde_json::json!({"bindery.service": service.name, "bindery.plan": plan.name}),
+        );
+        if ctx.version.has(ApiVersion::V2_17) {
+            metadata.insert("attributes".to_owned(), serde_json::json!({"bindery.backend": plan.backend_kind}));
+        }
+        Some(metadata)
+    }
+
+    /// Binding `metadata` when the binding expires: `expires_at` from 2.16,
+    /// `renew_before` (a fifth of the lifetime earlier) from 2.17.
+    fn binding_metadata(
+        ctx: &RequestContext,
+        expires_at: Option<chrono::DateTime<Utc>>,
+        lifetime: Option<Duration>,
+    ) -> Option<serde_json::Map<String, Value>> {
+        let expires_at = expires_at.filter(|_| ctx.version.has(ApiVersion::V2_16))?;
+        let format = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("expires_at".to_owned(), Value::String(format(expires_at)));
+        if ctx.version.has(ApiVersion::V2_17)
+            && let Some(lifetime) = lifetime
+        {
+            metadata.insert("renew_before".to_owned(), Value::String(format(expires_at - lifetime / 5)));
+        }
+        Some(metadata)
     }
 
     fn wake_worker(&self) {

@@ -54,6 +54,10 @@ pub struct Plan {
     pub max_operation_duration: Duration,
     /// 2.15 `maintenance_info.version`, when the plan declares it.
     pub maintenance_version: Option<String>,
+    /// 2.17 `binding_rotatable`.
+    pub binding_rotatable: bool,
+    /// How long bindings live (`expires_at`), when the plan sets it.
+    pub binding_lifetime: Option<Duration>,
     /// Schema for provision parameters.
     pub create_schema: Option<ParameterSchema>,
     /// Schema for update parameters.

@@ -47,6 +47,7 @@ const PLAN_KEYS: &[&str] = &[
     "asynchronous",
     "requires_app",
     "max_operation_duration",
+    "binding_lifetime",
 ];
 /// Keys that configure bindery and are never served to platforms.
 pub(super) const BINDERY_KEYS: &[&str] = &[
@@ -54,6 +55,7 @@ pub(super) const BINDERY_KEYS: &[&str] = &[
     "asynchronous",
     "requires_app",
     "max_operation_duration",
+    "binding_lifetime",
 ];
 const REQUIRES_VALUES: &[&str] = &["syslog_drain", "route_forwarding", "volume_mount"];
 
@@ -293,7 +295,17 @@ pub(super) fn build(document: &Value, registry: &BackendRegistry) -> Result<Cata
             opt_bool(plan_map, "free", &ppath, &mut p);
             let plan_bindable = opt_bool(plan_map, "bindable", &ppath, &mut p);
             let plan_plan_updateable = opt_bool(plan_map, "plan_updateable", &ppath, &mut p);
-            opt_bool(plan_map, "binding_rotatable", &ppath, &mut p);
+            let binding_rotatable = opt_bool(plan_map, "binding_rotatable", &ppath, &mut p).unwrap_or(false);
+            let binding_lifetime = match plan_map.get("binding_lifetime") {
+                None => None,
+                Some(v) => match v.as_u64() {
+                    Some(secs) if secs >= 60 => Some(Duration::from_secs(secs)),
+                    _ => {
+                        p.add(&format!("{ppath}.binding_lifetime"), "must be a whole number of seconds, at least 60");
+                        None
+                    }
+                },
+            };
             let requires_app = opt_bool(plan_map, "requires_app", &ppath, &mut p).unwrap_or(false);
             if let Some(v) = plan_map.get("maximum_polling_duration")
                 && v.as_u64().is_none_or(|n| n == 0)
@@ -406,6 +418,8 @@ pub(super) fn build(document: &Value, registry: &BackendRegistry) -> Result<Cata
                 requires_app,
                 max_operation_duration,
                 maintenance_version,
+                binding_rotatable,
+                binding_lifetime,
                 create_schema: schemas.0,
                 update_schema: schemas.1,
                 bind_schema: schemas.2,

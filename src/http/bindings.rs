@@ -63,6 +63,7 @@ pub async fn bind(
                 StatusCode::ACCEPTED,
                 Json(OperationResponse {
                     operation: Some(operation.clone()),
+                    metadata: None,
                 }),
             )
                 .into_response(),
@@ -172,7 +173,7 @@ pub async fn get_binding(
             "Fetching a binding needs X-Broker-API-Version 2.14 or later.".to_owned(),
         ));
     }
-    let body = state.broker.get_binding(&instance_id, &binding_id).await?;
+    let body = state.broker.get_binding(&ctx, &instance_id, &binding_id).await?;
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 

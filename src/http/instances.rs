@@ -124,17 +124,11 @@ pub async fn update(
     }
     .await;
     let (response, operation) = match result {
-        Ok(UpdateOutcome::Updated) => ((StatusCode::OK, Json(json!({}))).into_response(), None),
-        Ok(UpdateOutcome::Accepted { operation }) => (
-            (
-                StatusCode::ACCEPTED,
-                Json(OperationResponse {
-                    operation: Some(operation.clone()),
-                }),
-            )
-                .into_response(),
-            Some(operation),
-        ),
+        Ok(UpdateOutcome::Updated(b)) => ((StatusCode::OK, Json(b)).into_response(), None),
+        Ok(UpdateOutcome::Accepted(b)) => {
+            let op = b.operation.clone();
+            ((StatusCode::ACCEPTED, Json(b)).into_response(), op)
+        }
         Err(e) => (e.into_response(), None),
     };
     super::audit(
@@ -298,6 +292,7 @@ pub(super) fn delete_response(
                 StatusCode::ACCEPTED,
                 Json(OperationResponse {
                     operation: Some(operation.clone()),
+                    metadata: None,
                 }),
             )
                 .into_response(),

@@ -82,6 +82,10 @@ pub struct OperationResponse {
     /// The operation to poll (202 only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
+    /// 2.16+ on update: instance labels (and 2.17 attributes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
 }
 
 /// Body of `GET /v2/service_instances/:instance_id` (2.14).
@@ -102,4 +106,8 @@ pub struct InstanceResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub maintenance_info: Option<Value>,
+    /// 2.17: instance labels and attributes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
 }

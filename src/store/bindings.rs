@@ -82,6 +82,8 @@ pub struct BindingRecord {
     pub state: BindingState,
     /// The operation that owns the binding now, if any.
     pub active_operation_id: Option<Uuid>,
+    /// When the binding stops being valid, if its plan sets a lifetime.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -97,6 +99,7 @@ struct BindingRow {
     credentials_key: Option<String>,
     state: String,
     active_operation_id: Option<Uuid>,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl From<BindingRow> for BindingRecord {
@@ -119,6 +122,7 @@ impl From<BindingRow> for BindingRecord {
             credentials,
             state: BindingState::parse(&r.state),
             active_operation_id: r.active_operation_id,
+            expires_at: r.expires_at,
         }
     }
 }
@@ -144,6 +148,10 @@ pub struct NewBinding<'a> {
     pub bind_resource: Option<&'a Value>,
     /// Platform context.
     pub context: Option<&'a Value>,
+    /// End of validity, when the plan sets a lifetime.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The binding this one rotates (2.17).
+    pub predecessor_binding_id: Option<&'a str>,
 }
 
 /// What `insert_binding` did.
@@ -178,8 +186,9 @@ impl Store {
         }
         let inserted = sqlx::query(
             "insert into service_binding (binding_id, instance_id, service_id, plan_id, parameters, \
-                 app_guid, route, bind_resource, context, state, active_operation_id) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'creating', $10) \
+                 app_guid, route, bind_resource, context, state, active_operation_id, \
+                 expires_at, predecessor_binding_id) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'creating', $10, $11, $12) \
              on conflict (binding_id) do update set \
                  instance_id = excluded.instance_id, service_id = excluded.service_id, \
                  plan_id = excluded.plan_id, parameters = excluded.parameters, \
@@ -187,6 +196,8 @@ impl Store {
                  bind_resource = excluded.bind_resource, context = excluded.context, \
                  state = 'creating', active_operation_id = excluded.active_operation_id, \
                  credentials = null, credentials_key = null, \
+                 expires_at = excluded.expires_at, \
+                 predecessor_binding_id = excluded.predecessor_binding_id, \
                  created_at = now(), updated_at = now(), deleted_at = null \
              where service_binding.deleted_at is not null",
         )
@@ -200,6 +211,8 @@ impl Store {
         .bind(new.bind_resource)
         .bind(new.context)
         .bind(operation.operation_id)
+        .bind(new.expires_at)
+        .bind(new.predecessor_binding_id)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -220,7 +233,7 @@ impl Store {
     ) -> Result<Option<BindingRecord>, sqlx::Error> {
         let row: Option<BindingRow> = sqlx::query_as(
             "select binding_id, instance_id, service_id, plan_id, parameters, app_guid, route, \
-                 credentials, credentials_key, state, active_operation_id \
+                 credentials, credentials_key, state, active_operation_id, expires_at \
              from service_binding where binding_id = $1",
         )
         .bind(binding_id)

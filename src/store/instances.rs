@@ -60,6 +60,8 @@ pub struct InstanceRecord {
     pub state: InstanceState,
     /// The operation that owns the instance now, if any.
     pub active_operation_id: Option<Uuid>,
+    /// The plan's maintenance version applied to the instance.
+    pub maintenance_version: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -73,6 +75,7 @@ struct InstanceRow {
     dashboard_url: Option<String>,
     state: String,
     active_operation_id: Option<Uuid>,
+    maintenance_version: Option<String>,
 }
 
 impl From<InstanceRow> for InstanceRecord {
@@ -87,12 +90,13 @@ impl From<InstanceRow> for InstanceRecord {
             dashboard_url: r.dashboard_url,
             state: InstanceState::parse(&r.state),
             active_operation_id: r.active_operation_id,
+            maintenance_version: r.maintenance_version,
         }
     }
 }
 
 const INSTANCE_COLUMNS: &str = "instance_id, service_id, plan_id, parameters, organization_guid, \
-     space_guid, dashboard_url, state, active_operation_id";
+     space_guid, dashboard_url, state, active_operation_id, maintenance_version";
 
 /// A new instance as the provision request defines it.
 #[derive(Debug, Clone)]
@@ -113,6 +117,8 @@ pub struct NewInstance<'a> {
     pub context: Option<&'a Value>,
     /// Known before provisioning starts.
     pub dashboard_url: Option<&'a str>,
+    /// The plan's maintenance version.
+    pub maintenance_version: Option<&'a str>,
 }
 
 impl Store {
@@ -127,13 +133,15 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "insert into service_instance (instance_id, service_id, plan_id, parameters, \
-                 organization_guid, space_guid, context, dashboard_url, state, active_operation_id) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, 'provisioning', $9) \
+                 organization_guid, space_guid, context, dashboard_url, state, active_operation_id, \
+                 maintenance_version) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, 'provisioning', $9, $10) \
              on conflict (instance_id) do update set \
                  service_id = excluded.service_id, plan_id = excluded.plan_id, \
                  parameters = excluded.parameters, organization_guid = excluded.organization_guid, \
                  space_guid = excluded.space_guid, context = excluded.context, \
                  dashboard_url = excluded.dashboard_url, state = 'provisioning', \
+                 maintenance_version = excluded.maintenance_version, \
                  active_operation_id = excluded.active_operation_id, \
                  created_at = now(), updated_at = now(), deleted_at = null \
              where service_instance.deleted_at is not null",
@@ -147,6 +155,7 @@ impl Store {
         .bind(new.context)
         .bind(new.dashboard_url)
         .bind(operation.operation_id)
+        .bind(new.maintenance_version)
         .execute(&mut *tx)
         .await?
         .rows_affected()

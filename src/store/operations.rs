@@ -375,6 +375,8 @@ async fn apply_effect(
             sqlx::query(
                 "update service_instance set plan_id = coalesce($2->>'plan_id', plan_id), \
                      parameters = coalesce($2->'parameters', parameters), \
+                     maintenance_version = case when $2 ? 'maintenance_version' \
+                         then $2->>'maintenance_version' else maintenance_version end, \
                      active_operation_id = null, updated_at = now() \
                  where instance_id = $1 and active_operation_id = $3",
             )

@@ -206,6 +206,15 @@ services:
         name: dashboard
         description: Has a dashboard.
         backend: {settings: {dashboard: true}}
+      - id: plan-update-fails
+        name: update-fails
+        description: Its backend refuses updates.
+        backend: {settings: {fail: [update]}}
+      - id: plan-expiring
+        name: expiring
+        description: Bindings live an hour and can be rotated.
+        binding_lifetime: 3600
+        binding_rotatable: true
   - id: svc-fixed
     name: test-fixed
     description: A service whose plans cannot be changed.

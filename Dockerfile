@@ -1,0 +1,57 @@
+# bindery's container image: `docker build -t bindery .` from the repository root.
+# Two stages: a Rust toolchain builds the release binary, a slim Debian runs it.
+
+# Pinned to the toolchain the project is developed with (Cargo.toml: rust-version 1.88,
+# edition 2024). Bookworm on both sides, so the binary's glibc matches the runtime's.
+FROM rust:1.95-bookworm AS builder
+WORKDIR /build
+
+# Dependency cache: build every dependency against stub sources first. This layer is
+# reused as long as Cargo.toml and Cargo.lock do not change, so editing src/ rebuilds
+# only bindery itself. The stubs are an empty library and an empty main.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir src \
+    && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs \
+    && cargo build --release --locked --bin bindery \
+    && rm -rf src
+
+# The real sources. migrations/ is needed at compile time too: sqlx::migrate! embeds it.
+COPY src ./src
+COPY migrations ./migrations
+# COPY keeps the files' own modification times, which can be older than the stub build;
+# touching them makes cargo rebuild the crate instead of reusing the stub's output.
+RUN touch src/main.rs src/lib.rs \
+    && cargo build --release --locked --bin bindery
+
+FROM debian:bookworm-slim
+# curl serves the HEALTHCHECK below (Kubernetes uses its own probes, plain Docker and
+# Compose use this one); ca-certificates lets an operator's TLS trust settings work.
+# bindery itself links no system TLS library (rustls).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 bindery \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin bindery
+
+COPY --from=builder /build/target/release/bindery /usr/local/bin/bindery
+# The default catalog; Kubernetes mounts its ConfigMap over this file.
+COPY catalog.yaml /etc/bindery/catalog.yaml
+# The binary embeds the migrations; the folder is shipped so operators can read them.
+COPY migrations /usr/share/bindery/migrations
+
+ENV BINDERY_CATALOG=/etc/bindery/catalog.yaml \
+    BINDERY_LISTEN=0.0.0.0:8080 \
+    BINDERY_LOG_FORMAT=json
+EXPOSE 8080
+
+# /healthz (liveness), not /readyz: an orchestrator that restarts unhealthy containers
+# should not restart every replica while the state database is briefly unreachable.
+HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["curl", "--fail", "--silent", "--show-error", "--output", "/dev/null", "http://127.0.0.1:8080/healthz"]
+
+# Numeric, not a name: Kubernetes' runAsNonRoot can only verify a numeric user.
+USER 10001:10001
+ENTRYPOINT ["/usr/local/bin/bindery"]
+CMD ["serve"]
