@@ -28,123 +28,116 @@ use crate::worker::{Worker, WorkerOptions};
 /// "known but unconfigured" otherwise (their plans are then not served).
 pub fn builtin_backends(settings: &Settings) -> anyhow::Result<BackendRegistry> {
     let mut registry = BackendRegistry::new();
-    match settings
-        .backends
+    let backends = &settings.backends;
+    let prefix = |p: &Option<String>| p.clone().unwrap_or_else(|| "bindery".to_owned());
+
+    let postgresql = backends
         .postgresql
         .as_ref()
-        .and_then(|p| p.admin_url.as_ref().map(|u| (p, u)))
-    {
-        Some((pg, admin_url)) => {
-            let backend = PostgresBackend::new(PostgresBackendConfig {
-                admin_url: admin_url.clone(),
-                credentials_host: pg.credentials_host.clone(),
-                credentials_port: pg.credentials_port,
-                name_prefix: pg
-                    .name_prefix
-                    .clone()
-                    .unwrap_or_else(|| "bindery".to_owned()),
-            })
-            .context("configuring the postgresql backend")?;
-            registry.register("postgresql", Arc::new(backend));
-        }
-        None => {
-            registry.declare_unconfigured(
-                "postgresql",
-                postgres::check_plan_settings,
-                "set BINDERY_POSTGRES_ADMIN_URL",
-            );
-        }
-    }
-    match settings
-        .backends
+        .and_then(|s| Some((s, s.admin_url.clone()?)));
+    register(
+        &mut registry,
+        "postgresql",
+        postgres::check_plan_settings,
+        "set BINDERY_POSTGRES_ADMIN_URL",
+        postgresql,
+        |(s, admin_url)| {
+            Ok(Arc::new(PostgresBackend::new(PostgresBackendConfig {
+                admin_url,
+                credentials_host: s.credentials_host.clone(),
+                credentials_port: s.credentials_port,
+                name_prefix: prefix(&s.name_prefix),
+            })?))
+        },
+    )?;
+    let mariadb = backends
+        .mariadb
+        .as_ref()
+        .and_then(|s| Some((s, s.admin_url.clone()?)));
+    register(
+        &mut registry,
+        "mariadb",
+        mariadb::check_plan_settings,
+        "set BINDERY_MARIADB_ADMIN_URL",
+        mariadb,
+        |(s, admin_url)| {
+            Ok(Arc::new(MariaDbBackend::new(MariaDbBackendConfig {
+                admin_url,
+                credentials_host: s.credentials_host.clone(),
+                credentials_port: s.credentials_port,
+                name_prefix: prefix(&s.name_prefix),
+            })?))
+        },
+    )?;
+    let redis = backends
+        .redis
+        .as_ref()
+        .and_then(|s| Some((s, s.admin_url.clone()?)));
+    register(
+        &mut registry,
+        "redis",
+        redis::check_plan_settings,
+        "set BINDERY_REDIS_ADMIN_URL",
+        redis,
+        |(s, admin_url)| {
+            Ok(Arc::new(RedisBackend::new(RedisBackendConfig {
+                admin_url,
+                credentials_host: s.credentials_host.clone(),
+                credentials_port: s.credentials_port,
+                name_prefix: prefix(&s.name_prefix),
+            })?))
+        },
+    )?;
+    let rabbitmq = backends
         .rabbitmq
         .as_ref()
-        .and_then(|r| r.api_url.as_ref().map(|u| (r, u)))
-    {
-        Some((rabbit, api_url)) => {
-            let backend = RabbitmqBackend::new(RabbitmqBackendConfig {
-                api_url: api_url.clone(),
-                admin_username: rabbit
+        .and_then(|s| Some((s, s.api_url.clone()?)));
+    register(
+        &mut registry,
+        "rabbitmq",
+        rabbitmq::check_plan_settings,
+        "set BINDERY_RABBITMQ_API_URL",
+        rabbitmq,
+        |(s, api_url)| {
+            Ok(Arc::new(RabbitmqBackend::new(RabbitmqBackendConfig {
+                api_url,
+                admin_username: s
                     .admin_username
                     .clone()
                     .unwrap_or_else(|| "guest".to_owned()),
-                admin_password: rabbit
+                admin_password: s
                     .admin_password
                     .clone()
                     .unwrap_or_else(|| SecretString::from("guest")),
-                amqp_host: rabbit.amqp_host.clone(),
-                amqp_port: rabbit.amqp_port,
-                name_prefix: rabbit
-                    .name_prefix
-                    .clone()
-                    .unwrap_or_else(|| "bindery".to_owned()),
-            })
-            .context("configuring the rabbitmq backend")?;
-            registry.register("rabbitmq", Arc::new(backend));
-        }
-        None => {
-            registry.declare_unconfigured(
-                "rabbitmq",
-                rabbitmq::check_plan_settings,
-                "set BINDERY_RABBITMQ_API_URL",
-            );
-        }
-    }
-    match settings
-        .backends
-        .redis
-        .as_ref()
-        .and_then(|r| r.admin_url.as_ref().map(|u| (r, u)))
-    {
-        Some((server, admin_url)) => {
-            let backend = RedisBackend::new(RedisBackendConfig {
-                admin_url: admin_url.clone(),
-                credentials_host: server.credentials_host.clone(),
-                credentials_port: server.credentials_port,
-                name_prefix: server
-                    .name_prefix
-                    .clone()
-                    .unwrap_or_else(|| "bindery".to_owned()),
-            })
-            .context("configuring the redis backend")?;
-            registry.register("redis", Arc::new(backend));
-        }
-        None => {
-            registry.declare_unconfigured(
-                "redis",
-                redis::check_plan_settings,
-                "set BINDERY_REDIS_ADMIN_URL",
-            );
-        }
-    }
-    match settings
-        .backends
-        .mariadb
-        .as_ref()
-        .and_then(|r| r.admin_url.as_ref().map(|u| (r, u)))
-    {
-        Some((server, admin_url)) => {
-            let backend = MariaDbBackend::new(MariaDbBackendConfig {
-                admin_url: admin_url.clone(),
-                credentials_host: server.credentials_host.clone(),
-                credentials_port: server.credentials_port,
-                name_prefix: server
-                    .name_prefix
-                    .clone()
-                    .unwrap_or_else(|| "bindery".to_owned()),
-            })
-            .context("configuring the mariadb backend")?;
-            registry.register("mariadb", Arc::new(backend));
-        }
-        None => {
-            registry.declare_unconfigured(
-                "mariadb",
-                mariadb::check_plan_settings,
-                "set BINDERY_MARIADB_ADMIN_URL",
-            );
-        }
-    }
+                amqp_host: s.amqp_host.clone(),
+                amqp_port: s.amqp_port,
+                name_prefix: prefix(&s.name_prefix),
+            })?))
+        },
+    )?;
     Ok(registry)
+}
+
+/// Registers `kind` built from its configuration, or declares it unconfigured.
+fn register<C>(
+    registry: &mut BackendRegistry,
+    kind: &str,
+    checker: crate::backends::SettingsChecker,
+    how_to_configure: &str,
+    configured: Option<C>,
+    build: impl FnOnce(C) -> anyhow::Result<Arc<dyn crate::backends::ServiceBackend>>,
+) -> anyhow::Result<()> {
+    match configured {
+        Some(config) => {
+            let backend =
+                build(config).with_context(|| format!("configuring the {kind} backend"))?;
+            registry.register(kind, backend);
+        }
+        None => {
+            registry.declare_unconfigured(kind, checker, how_to_configure);
+        }
+    }
+    Ok(())
 }
 
 /// The credentials platforms may present: the main user, any extra users (for a

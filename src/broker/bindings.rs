@@ -45,7 +45,9 @@ impl Broker {
         mut request: BindRequest,
         accepts_incomplete: bool,
     ) -> BrokerResult<BindOutcome> {
-        let rotates = self.rotation_predecessor(ctx, instance_id, &mut request).await?;
+        let rotates = self
+            .rotation_predecessor(ctx, instance_id, &mut request)
+            .await?;
         let service_id = input::required(&request.service_id, "service_id")?;
         let plan_id = input::required(&request.plan_id, "plan_id")?;
         input::optional(&request.app_guid, "app_guid")?;
@@ -120,7 +122,9 @@ impl Broker {
         };
         match self.store.insert_binding(&new, &operation).await? {
             BindingInsert::Inserted => {
-                return self.finish_bind_start(&operation, run_async, metadata).await;
+                return self
+                    .finish_bind_start(&operation, run_async, metadata)
+                    .await;
             }
             BindingInsert::InstanceUnavailable => {
                 return Err(match self.store.find_instance(instance_id).await? {
@@ -227,7 +231,11 @@ impl Broker {
         if !ctx.version.has(ApiVersion::V2_17) {
             return Ok(None);
         }
-        let Some(predecessor_id) = request.predecessor_binding_id.clone().filter(|p| !p.is_empty()) else {
+        let Some(predecessor_id) = request
+            .predecessor_binding_id
+            .clone()
+            .filter(|p| !p.is_empty())
+        else {
             return Ok(None);
         };
         let predecessor = self.store.find_binding(&predecessor_id).await?.filter(|p| {
@@ -240,7 +248,9 @@ impl Broker {
                 "predecessor_binding_id `{predecessor_id}` is not a live, unexpired binding of instance {instance_id}"
             )));
         };
-        request.service_id.get_or_insert(predecessor.service_id.clone());
+        request
+            .service_id
+            .get_or_insert(predecessor.service_id.clone());
         request.plan_id.get_or_insert(predecessor.plan_id.clone());
         if request.parameters.is_none() {
             request.parameters = Some(predecessor.parameters.clone());

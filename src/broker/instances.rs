@@ -232,7 +232,9 @@ impl Broker {
                 && active.request == op_request
                 && accepts_incomplete
             {
-                Ok(UpdateOutcome::Accepted(body(Some(active.operation_id.to_string()))))
+                Ok(UpdateOutcome::Accepted(body(Some(
+                    active.operation_id.to_string(),
+                ))))
             } else {
                 Err(busy("service instance"))
             };
@@ -268,7 +270,9 @@ impl Broker {
         }
         if run_async {
             self.wake_worker();
-            Ok(UpdateOutcome::Accepted(body(Some(operation.operation_id.to_string()))))
+            Ok(UpdateOutcome::Accepted(body(Some(
+                operation.operation_id.to_string(),
+            ))))
         } else {
             self.run_inline(&operation).await?;
             Ok(UpdateOutcome::Updated(body(None)))

@@ -288,7 +288,12 @@ impl Broker {
 
     /// Instance `metadata` for clients that know it: `labels` from 2.16 (what users
     /// see: the service and plan names), `attributes` from 2.17 (the backend kind).
-    fn instance_metadata(&self, ctx: &RequestContext, service_id: &str, plan_id: &str) -> Option<serde_json::Map<String, Value>> {
+    fn instance_metadata(
+        &self,
+        ctx: &RequestContext,
+        service_id: &str,
+        plan_id: &str,
+    ) -> Option<serde_json::Map<String, Value>> {
         if !ctx.version.has(ApiVersion::V2_16) {
             return None;
         }
@@ -299,7 +304,10 @@ impl Broker {
             serde_json::json!({"bindery.service": service.name, "bindery.plan": plan.name}),
         );
         if ctx.version.has(ApiVersion::V2_17) {
-            metadata.insert("attributes".to_owned(), serde_json::json!({"bindery.backend": plan.backend_kind}));
+            metadata.insert(
+                "attributes".to_owned(),
+                serde_json::json!({"bindery.backend": plan.backend_kind}),
+            );
         }
         Some(metadata)
     }
@@ -312,13 +320,17 @@ impl Broker {
         lifetime: Option<Duration>,
     ) -> Option<serde_json::Map<String, Value>> {
         let expires_at = expires_at.filter(|_| ctx.version.has(ApiVersion::V2_16))?;
-        let format = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let format =
+            |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let mut metadata = serde_json::Map::new();
         metadata.insert("expires_at".to_owned(), Value::String(format(expires_at)));
         if ctx.version.has(ApiVersion::V2_17)
             && let Some(lifetime) = lifetime
         {
-            metadata.insert("renew_before".to_owned(), Value::String(format(expires_at - lifetime / 5)));
+            metadata.insert(
+                "renew_before".to_owned(),
+                Value::String(format(expires_at - lifetime / 5)),
+            );
         }
         Some(metadata)
     }

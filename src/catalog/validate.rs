@@ -295,13 +295,17 @@ pub(super) fn build(document: &Value, registry: &BackendRegistry) -> Result<Cata
             opt_bool(plan_map, "free", &ppath, &mut p);
             let plan_bindable = opt_bool(plan_map, "bindable", &ppath, &mut p);
             let plan_plan_updateable = opt_bool(plan_map, "plan_updateable", &ppath, &mut p);
-            let binding_rotatable = opt_bool(plan_map, "binding_rotatable", &ppath, &mut p).unwrap_or(false);
+            let binding_rotatable =
+                opt_bool(plan_map, "binding_rotatable", &ppath, &mut p).unwrap_or(false);
             let binding_lifetime = match plan_map.get("binding_lifetime") {
                 None => None,
                 Some(v) => match v.as_u64() {
                     Some(secs) if secs >= 60 => Some(Duration::from_secs(secs)),
                     _ => {
-                        p.add(&format!("{ppath}.binding_lifetime"), "must be a whole number of seconds, at least 60");
+                        p.add(
+                            &format!("{ppath}.binding_lifetime"),
+                            "must be a whole number of seconds, at least 60",
+                        );
                         None
                     }
                 },

@@ -173,7 +173,10 @@ pub async fn get_binding(
             "Fetching a binding needs X-Broker-API-Version 2.14 or later.".to_owned(),
         ));
     }
-    let body = state.broker.get_binding(&ctx, &instance_id, &binding_id).await?;
+    let body = state
+        .broker
+        .get_binding(&ctx, &instance_id, &binding_id)
+        .await?;
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 

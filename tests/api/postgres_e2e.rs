@@ -222,26 +222,60 @@ async fn a_plan_change_applies_the_new_plans_connection_limit() {
 async fn a_rotated_binding_works_and_its_predecessor_keeps_working_until_unbound() {
     let mut app = spawn().await;
     let id = new_id();
-    assert_eq!(app.provision(&id, provision_body(SERVICE, SMALL)).await.status, StatusCode::CREATED);
+    assert_eq!(
+        app.provision(&id, provision_body(SERVICE, SMALL))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
     let old = new_id();
     let first = app.bind(&id, &old, bind_body(SERVICE, SMALL)).await;
     let mut c1 = connect(&first.body["credentials"]).await;
-    sqlx::query("create table t (v int)").execute(&mut c1).await.unwrap();
+    sqlx::query("create table t (v int)")
+        .execute(&mut c1)
+        .await
+        .unwrap();
     app.version = "2.17".into();
     let new = new_id();
-    let second = app.bind(&id, &new, json!({"predecessor_binding_id": old})).await;
+    let second = app
+        .bind(&id, &new, json!({"predecessor_binding_id": old}))
+        .await;
     assert_eq!(second.status, StatusCode::CREATED, "{}", second.raw);
-    assert_ne!(second.body["credentials"]["username"], first.body["credentials"]["username"]);
+    assert_ne!(
+        second.body["credentials"]["username"],
+        first.body["credentials"]["username"]
+    );
     let mut c2 = connect(&second.body["credentials"]).await;
-    sqlx::query("insert into t values (2)").execute(&mut c2).await.expect("the successor works on the same data");
-    sqlx::query("insert into t values (1)").execute(&mut c1).await.expect("the predecessor still works");
+    sqlx::query("insert into t values (2)")
+        .execute(&mut c2)
+        .await
+        .expect("the successor works on the same data");
+    sqlx::query("insert into t values (1)")
+        .execute(&mut c1)
+        .await
+        .expect("the predecessor still works");
     drop(c1);
-    assert!(PgConnection::connect(first.body["credentials"]["uri"].as_str().unwrap()).await.is_ok());
-    let r = app.unbind(&id, &old, &format!("?service_id={SERVICE}&plan_id={SMALL}")).await;
+    assert!(
+        PgConnection::connect(first.body["credentials"]["uri"].as_str().unwrap())
+            .await
+            .is_ok()
+    );
+    let r = app
+        .unbind(&id, &old, &format!("?service_id={SERVICE}&plan_id={SMALL}"))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(PgConnection::connect(first.body["credentials"]["uri"].as_str().unwrap()).await.is_err(), "unbound: gone");
-    let count: i64 = sqlx::query_scalar("select count(*) from t").fetch_one(&mut c2).await.unwrap();
+    assert!(
+        PgConnection::connect(first.body["credentials"]["uri"].as_str().unwrap())
+            .await
+            .is_err(),
+        "unbound: gone"
+    );
+    let count: i64 = sqlx::query_scalar("select count(*) from t")
+        .fetch_one(&mut c2)
+        .await
+        .unwrap();
     assert_eq!(count, 2);
-    app.deprovision(&id, &format!("?service_id={SERVICE}&plan_id={SMALL}")).await;
+    app.deprovision(&id, &format!("?service_id={SERVICE}&plan_id={SMALL}"))
+        .await;
     assert_eq!(leftovers(&id).await, (0, 0));
 }
