@@ -69,6 +69,13 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         help: "PEM private key of the certificate",
     },
     EnvVar {
+        name: "BINDERY_METRICS_LISTEN",
+        path: "metrics_listen",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "address:port of a separate listener for /metrics; unset = /metrics on the API listener",
+    },
+    EnvVar {
         name: "BINDERY_CATALOG",
         path: "catalog",
         secret: false,
@@ -324,6 +331,10 @@ pub struct Settings {
     /// TLS on the listener.
     #[serde(default)]
     pub tls: TlsSettings,
+    /// A separate listener for `/metrics` (kept off the API port, e.g. not exposed by
+    /// the Service). Unset: `/metrics` is on the API listener.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Path of catalog.yaml.
     #[serde(default = "default_catalog")]
     pub catalog: PathBuf,

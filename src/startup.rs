@@ -197,6 +197,7 @@ pub struct Application {
     worker: Worker,
     store: Store,
     tls: Option<crate::http::tls::TlsFiles>,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Application {
@@ -286,9 +287,18 @@ impl Application {
                 max_body_bytes: settings.max_body_bytes,
                 request_timeout: Duration::from_secs(settings.request_timeout_seconds),
                 max_concurrent_requests: settings.max_concurrent_requests,
+                metrics_on_api_listener: settings.metrics_listen.is_none(),
             },
             worker,
             store,
+            metrics_listener: match settings.metrics_listen {
+                Some(address) => Some(
+                    TcpListener::bind(address)
+                        .await
+                        .with_context(|| format!("cannot listen on {address} for metrics"))?,
+                ),
+                None => None,
+            },
             tls: match (&settings.tls.cert_file, &settings.tls.key_file) {
                 (Some(cert), Some(key)) => {
                     let files = crate::http::tls::TlsFiles {
@@ -301,6 +311,14 @@ impl Application {
                 _ => None,
             },
         })
+    }
+
+    /// The port of the separate metrics listener, if configured.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
     }
 
     /// The port actually bound (useful with port 0).
@@ -331,6 +349,18 @@ impl Application {
         run_worker: bool,
     ) -> anyhow::Result<()> {
         crate::http::metrics::handle();
+        if let Some(listener) = self.metrics_listener {
+            let metrics = crate::http::metrics_router().with_state(self.state.clone());
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, metrics)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::warn!(error = %e, "the metrics listener stopped");
+                }
+            });
+        }
         let router = crate::http::router(self.state, &self.http);
         let worker_task =
             run_worker.then(|| tokio::spawn(self.worker.run_until_stopped(stop.clone())));

@@ -55,6 +55,8 @@ pub struct HttpOptions {
     pub request_timeout: Duration,
     /// Most requests in flight.
     pub max_concurrent_requests: usize,
+    /// Whether `/metrics` is served here (false when it has a listener of its own).
+    pub metrics_on_api_listener: bool,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -85,6 +87,11 @@ fn probe_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::readyz))
 }
 
+/// `/metrics` alone, for the API listener or a listener of its own.
+pub fn metrics_router() -> Router<AppState> {
+    Router::new().route("/metrics", axum::routing::get(metrics::render))
+}
+
 /// Builds the whole application router.
 pub fn router(state: AppState, options: &HttpOptions) -> Router {
     let (osb, _) = api_routes().split_for_parts();
@@ -106,7 +113,7 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         .merge(osb)
         .merge(probes)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
-        .route("/metrics", axum::routing::get(metrics::render))
+        .merge(if options.metrics_on_api_listener { metrics_router() } else { Router::new() })
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .layer(middleware::from_fn(metrics::track))

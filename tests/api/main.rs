@@ -6,6 +6,7 @@
 mod helpers;
 mod support;
 
+mod backends_e2e;
 mod concurrency;
 mod conformance_a_transport;
 mod conformance_b_catalog;

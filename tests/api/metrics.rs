@@ -94,3 +94,37 @@ async fn a_lifecycle_moves_the_counters_and_labels_stay_bounded() {
     );
     assert!(!after.contains(PASSWORD));
 }
+
+#[tokio::test]
+async fn metrics_can_have_a_listener_of_their_own() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = TestApp::spawn_with(Spawn {
+        env: vec![("BINDERY_METRICS_LISTEN".into(), format!("127.0.0.1:{port}"))],
+        ..Spawn::default()
+    })
+    .await;
+    app.catalog().await;
+    let on_api = app
+        .send_with(Method::GET, "/metrics", None, &[], false)
+        .await;
+    assert_eq!(
+        on_api.status,
+        reqwest::StatusCode::NOT_FOUND,
+        "not on the API port"
+    );
+    let separate = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(separate.status(), reqwest::StatusCode::OK);
+    assert!(
+        separate
+            .text()
+            .await
+            .unwrap()
+            .contains("bindery_http_requests_total")
+    );
+}
