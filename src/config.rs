@@ -132,6 +132,13 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         help: "largest request body accepted (413 above)",
     },
     EnvVar {
+        name: "BINDERY_MAX_HEADER_BYTES",
+        path: "max_header_bytes",
+        secret: false,
+        kind: EnvKind::Number,
+        help: "largest total size of request headers (431 above)",
+    },
+    EnvVar {
         name: "BINDERY_REQUEST_TIMEOUT_SECONDS",
         path: "request_timeout_seconds",
         secret: false,
@@ -350,6 +357,9 @@ pub struct Settings {
     /// Largest request body.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Largest total size of request headers.
+    #[serde(default = "default_max_headers")]
+    pub max_header_bytes: usize,
     /// Longest a request may take, in seconds.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_seconds: u64,
@@ -514,6 +524,9 @@ fn default_min_version() -> String {
 }
 fn default_max_body() -> usize {
     256 * 1024
+}
+fn default_max_headers() -> usize {
+    16 * 1024
 }
 fn default_request_timeout() -> u64 {
     // Platforms time out at 60 s; answer before they give up.

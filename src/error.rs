@@ -35,6 +35,9 @@ pub enum BrokerError {
     /// 413: the request body is over the configured limit.
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// 431: the request's headers are over the configured limit.
+    #[error("request headers are larger than {0} bytes")]
+    HeadersTooLarge(usize),
     /// 422 `AsyncRequired`: the plan needs `accepts_incomplete=true`.
     #[error("This service plan requires client support for asynchronous service operations.")]
     AsyncRequired,
@@ -85,6 +88,7 @@ impl BrokerError {
             Self::Gone => StatusCode::GONE,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::AsyncRequired
             | Self::Concurrency(_)
             | Self::RequiresApp

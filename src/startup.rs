@@ -288,6 +288,7 @@ impl Application {
                 request_timeout: Duration::from_secs(settings.request_timeout_seconds),
                 max_concurrent_requests: settings.max_concurrent_requests,
                 metrics_on_api_listener: settings.metrics_listen.is_none(),
+                max_header_bytes: settings.max_header_bytes,
             },
             worker,
             store,

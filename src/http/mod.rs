@@ -55,6 +55,8 @@ pub struct HttpOptions {
     pub request_timeout: Duration,
     /// Most requests in flight.
     pub max_concurrent_requests: usize,
+    /// Largest total size of request headers.
+    pub max_header_bytes: usize,
     /// Whether `/metrics` is served here (false when it has a listener of its own).
     pub metrics_on_api_listener: bool,
 }
@@ -125,6 +127,7 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
             limits::Limits {
                 request_timeout: options.request_timeout,
                 in_flight: Arc::new(tokio::sync::Semaphore::new(options.max_concurrent_requests.max(1))),
+                max_header_bytes: options.max_header_bytes,
             },
             limits::enforce,
         ))

@@ -355,3 +355,25 @@ async fn requests_beyond_the_concurrency_bound_get_a_json_503() {
             .contains("too many")
     );
 }
+
+#[tokio::test]
+async fn headers_over_the_limit_get_a_json_431() {
+    let app = TestApp::spawn_with(Spawn {
+        env: vec![("BINDERY_MAX_HEADER_BYTES".into(), "2048".into())],
+        ..Spawn::default()
+    })
+    .await;
+    let big = "x".repeat(3000);
+    let r = app
+        .send_with(
+            Method::GET,
+            "/v2/catalog",
+            None,
+            &[("X-Broker-API-Version", "2.13"), ("X-Padding", &big)],
+            true,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert!(r.body["description"].as_str().unwrap().contains("2048"));
+    assert_eq!(app.catalog().await.status, StatusCode::OK);
+}
