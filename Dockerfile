@@ -8,11 +8,13 @@ WORKDIR /build
 
 # Dependency cache: build every dependency against stub sources first. This layer is
 # reused as long as Cargo.toml and Cargo.lock do not change, so editing src/ rebuilds
-# only bindery itself. The stubs are an empty library and an empty main.
+# only bindery itself. The stubs are an empty library, an empty main, and an empty
+# benchmark (Cargo.toml names benches/osb.rs, so it must exist for cargo to start).
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
+    && mkdir -p benches && echo 'fn main() {}' > benches/osb.rs \
     && cargo build --release --locked --bin bindery \
     && rm -rf src
 

@@ -2,6 +2,11 @@
 //! `FOR UPDATE SKIP LOCKED` and a lease, never with a transaction held across the
 //! backend call. The outcome and its effect on the instance or binding are written in
 //! one transaction, and only by the lease holder.
+//!
+//! Statements on one operation say `state not in ('succeeded', 'failed')` rather than
+//! `state = 'in progress'` (the same rows, by the check constraint): the latter matches
+//! the partial index `operation_runnable`, and PostgreSQL then walks the whole queue
+//! instead of looking the row up by its primary key (docs/benchmarks.md).
 
 use std::time::Duration;
 
@@ -242,7 +247,7 @@ impl Store {
     ) -> Result<bool, sqlx::Error> {
         Ok(sqlx::query(
             "update operation set lease_expires_at = now() + $3 \
-             where operation_id = $1 and lease_owner = $2 and state = 'in progress'",
+             where operation_id = $1 and lease_owner = $2 and state not in ('succeeded', 'failed')",
         )
         .bind(operation_id)
         .bind(owner)
@@ -264,7 +269,7 @@ impl Store {
         Ok(sqlx::query(
             "update operation set lease_owner = null, lease_expires_at = null, \
                  next_attempt_at = now() + $3, description = $4, updated_at = now() \
-             where operation_id = $1 and lease_owner = $2 and state = 'in progress'",
+             where operation_id = $1 and lease_owner = $2 and state not in ('succeeded', 'failed')",
         )
         .bind(operation_id)
         .bind(owner)
@@ -282,7 +287,7 @@ impl Store {
         sqlx::query(
             "update operation set lease_owner = null, lease_expires_at = null, \
                  attempts = greatest(attempts - 1, 0) \
-             where operation_id = $1 and lease_owner = $2 and state = 'in progress'",
+             where operation_id = $1 and lease_owner = $2 and state not in ('succeeded', 'failed')",
         )
         .bind(operation_id)
         .bind(owner)
@@ -308,7 +313,7 @@ impl Store {
         let owned = sqlx::query(
             "update operation set state = $3, description = $4, finished_at = now(), \
                  updated_at = now(), lease_owner = null, lease_expires_at = null \
-             where operation_id = $1 and lease_owner = $2 and state = 'in progress'",
+             where operation_id = $1 and lease_owner = $2 and state not in ('succeeded', 'failed')",
         )
         .bind(op.operation_id)
         .bind(owner)
@@ -337,7 +342,7 @@ impl Store {
         let changed = sqlx::query(
             "update operation set state = 'failed', description = $2, finished_at = now(), \
                  updated_at = now(), lease_owner = null, lease_expires_at = null \
-             where operation_id = $1 and state = 'in progress'",
+             where operation_id = $1 and state not in ('succeeded', 'failed')",
         )
         .bind(op.operation_id)
         .bind(description)
@@ -518,7 +523,7 @@ impl Store {
         let lease_expires_at: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
             "update operation set state = 'failed', description = $2, finished_at = now(), \
                  updated_at = now() \
-             where operation_id = $1 and state = 'in progress' \
+             where operation_id = $1 and state not in ('succeeded', 'failed') \
              returning lease_expires_at",
         )
         .bind(running)
