@@ -305,15 +305,39 @@ impl Store {
         owner: &str,
         outcome: &Outcome,
     ) -> Result<bool, sqlx::Error> {
+        self.record_outcome(op, Some(owner), outcome).await
+    }
+
+    /// Fails an operation that has passed its deadline, whoever holds it.
+    pub async fn fail_expired_operation(
+        &self,
+        op: &OperationRecord,
+        description: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let outcome = Outcome::Failed {
+            description: description.to_owned(),
+        };
+        self.record_outcome(op, None, &outcome).await
+    }
+
+    /// Writes the outcome and its effect in one transaction, if the operation is still
+    /// running (and, with `owner`, still leased by it). `false` when nothing was written.
+    async fn record_outcome(
+        &self,
+        op: &OperationRecord,
+        owner: Option<&str>,
+        outcome: &Outcome,
+    ) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let (state, description) = match outcome {
             Outcome::Succeeded { .. } => (OperationState::Succeeded, None),
             Outcome::Failed { description } => (OperationState::Failed, Some(description.as_str())),
         };
-        let owned = sqlx::query(
+        let changed = sqlx::query(
             "update operation set state = $3, description = $4, finished_at = now(), \
                  updated_at = now(), lease_owner = null, lease_expires_at = null \
-             where operation_id = $1 and lease_owner = $2 and state not in ('succeeded', 'failed')",
+             where operation_id = $1 and ($2::text is null or lease_owner = $2) \
+                 and state not in ('succeeded', 'failed')",
         )
         .bind(op.operation_id)
         .bind(owner)
@@ -323,41 +347,13 @@ impl Store {
         .await?
         .rows_affected()
             == 1;
-        if !owned {
+        if !changed {
             tx.rollback().await?;
             return Ok(false);
         }
         apply_effect(&mut tx, op, outcome).await?;
         tx.commit().await?;
         Ok(true)
-    }
-
-    /// Fails an operation that has passed its deadline, whoever holds it.
-    pub async fn fail_expired_operation(
-        &self,
-        op: &OperationRecord,
-        description: &str,
-    ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query(
-            "update operation set state = 'failed', description = $2, finished_at = now(), \
-                 updated_at = now(), lease_owner = null, lease_expires_at = null \
-             where operation_id = $1 and state not in ('succeeded', 'failed')",
-        )
-        .bind(op.operation_id)
-        .bind(description)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if changed {
-            let outcome = Outcome::Failed {
-                description: description.to_owned(),
-            };
-            apply_effect(&mut tx, op, &outcome).await?;
-        }
-        tx.commit().await?;
-        Ok(changed)
     }
 }
 

@@ -88,6 +88,16 @@ impl Worker {
         else {
             return Ok(StepOutcome::EmptyQueue);
         };
+        let execution = self.run_claimed(&op).await?;
+        Ok(StepOutcome::Ran {
+            operation_id: op.operation_id,
+            execution,
+        })
+    }
+
+    /// Runs an operation this worker has claimed, in a span of its own, and logs how
+    /// it ended. Shared by the single step and the loop.
+    async fn run_claimed(&self, op: &crate::store::OperationRecord) -> anyhow::Result<Execution> {
         let span = tracing::info_span!(
             "operation",
             operation_id = %op.operation_id,
@@ -95,15 +105,12 @@ impl Worker {
             attempt = op.attempts
         );
         let execution = tracing::Instrument::instrument(
-            self.executor.run(&op, &self.owner, RetryPolicy::Backoff),
+            self.executor.run(op, &self.owner, RetryPolicy::Backoff),
             span,
         )
         .await?;
-        log_execution(&op, &execution);
-        Ok(StepOutcome::Ran {
-            operation_id: op.operation_id,
-            execution,
-        })
+        log_execution(op, &execution);
+        Ok(execution)
     }
 
     /// Loops until `stop` is cancelled, then drains as described in the module docs.
@@ -126,15 +133,8 @@ impl Worker {
                     let running = running.clone();
                     running.lock().expect("not poisoned").push(op.operation_id);
                     tasks.spawn(async move {
-                        let span = tracing::info_span!("operation", operation_id = %op.operation_id, kind = op.kind.as_str(), attempt = op.attempts);
-                        let result = tracing::Instrument::instrument(
-                            worker.executor.run(&op, &worker.owner, RetryPolicy::Backoff),
-                            span,
-                        )
-                        .await;
-                        match result {
-                            Ok(execution) => log_execution(&op, &execution),
-                            Err(e) => tracing::warn!(operation_id = %op.operation_id, error = %format!("{e:#}"), "operation step failed; it will be retried when its lease expires"),
+                        if let Err(e) = worker.run_claimed(&op).await {
+                            tracing::warn!(operation_id = %op.operation_id, error = %format!("{e:#}"), "operation step failed; it will be retried when its lease expires");
                         }
                         running.lock().expect("not poisoned").retain(|id| *id != op.operation_id);
                         drop(permit);
