@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::load_catalog;
 use crate::config::Settings;
 use crate::startup::{Application, builtin_backends};
-use crate::store::{Store, StoreOptions, connect_options, ensure_database};
+use crate::store::{Store, StoreOptions};
 
 /// bindery, an Open Service Broker.
 #[derive(Debug, Parser)]
@@ -68,11 +68,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(&settings).await,
         Command::Openapi { .. } => unreachable!("handled before loading settings"),
         Command::Migrate => {
-            let options = connect_options(settings.database_url.expose_secret())?;
-            ensure_database(&options).await?;
-            Store::connect_lazy(options, &StoreOptions::default())
-                .migrate()
-                .await?;
+            Store::open(
+                settings.database_url.expose_secret(),
+                &StoreOptions::default(),
+            )
+            .await?
+            .migrate()
+            .await?;
             println!("migrations applied");
             Ok(())
         }
@@ -83,8 +85,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("BINDERY_ENCRYPTION_KEYS is not set"))?;
             let keyring = crate::crypto::Keyring::parse(spec.expose_secret())
                 .context("BINDERY_ENCRYPTION_KEYS")?;
-            let options = connect_options(settings.database_url.expose_secret())?;
-            let store = Store::connect_lazy(options, &StoreOptions::default());
+            let store = Store::open(
+                settings.database_url.expose_secret(),
+                &StoreOptions::default(),
+            )
+            .await?;
             store.migrate().await?;
             let report = crate::keys::rotate(&store, &keyring).await?;
             println!(

@@ -21,7 +21,7 @@ use crate::config::Settings;
 use crate::crypto::Keyring;
 use crate::http::{AppState, Authenticator, HttpOptions, MinimumVersion};
 use crate::osb::ApiVersion;
-use crate::store::{Store, StoreOptions, connect_options, ensure_database};
+use crate::store::{Store, StoreOptions};
 use crate::worker::{Worker, WorkerOptions};
 
 /// The built-in backends, registered where their server is configured and declared
@@ -221,15 +221,14 @@ impl Application {
         }
         let catalog = Arc::new(load_catalog(&settings.catalog, &backends)?);
 
-        let options = connect_options(settings.database_url.expose_secret())?;
-        ensure_database(&options).await?;
-        let store = Store::connect_lazy(
-            options,
+        let store = Store::open(
+            settings.database_url.expose_secret(),
             &StoreOptions {
                 max_connections: settings.database_max_connections,
                 ..StoreOptions::default()
             },
-        );
+        )
+        .await?;
         store.migrate().await?;
         crate::keys::check_keys_in_use(&store, &keyring).await?;
         // A new primary key: re-encrypt what older keys sealed, in the background so

@@ -192,20 +192,21 @@ impl Broker {
         status: u16,
     ) {
         let event = AuditEvent {
-            action,
-            instance_id,
-            binding_id,
+            occurred_at: Utc::now(),
+            action: action.to_owned(),
+            instance_id: instance_id.to_owned(),
+            binding_id: binding_id.map(str::to_owned),
             operation_id,
             status,
             api_version: ctx.version.to_string(),
-            request_id: ctx.request_id.as_deref(),
-            platform: ctx.identity.as_ref().map(|i| i.platform.as_str()),
+            request_id: ctx.request_id.clone(),
+            platform: ctx.identity.as_ref().map(|i| i.platform.clone()),
             identity: ctx
                 .identity
                 .as_ref()
                 .map(|i| Value::Object(i.value.clone())),
         };
-        if let Err(e) = self.store.record_audit_event(&event).await {
+        if let Err(e) = self.store.record_audit_events(&[event]).await {
             tracing::warn!(error = %e, action, "could not write an audit event");
         }
     }

@@ -1,36 +1,27 @@
-//! The store: the only code that runs SQL on bindery's own PostgreSQL database.
+//! The store: the only code that reads or writes bindery's own state (instances,
+//! bindings, operations, the audit trail).
 //!
-//! Every idempotency and concurrency rule that must hold across restarts and replicas
-//! is enforced here in the database (unique keys, conditional updates, row locks),
-//! never with process-local locks.
+//! Two databases keep that state behind one interface, [`Store`]: PostgreSQL, for
+//! production and for any number of replicas, and a SQLite file, so that a broker
+//! tried on a laptop needs no database server. The URL's scheme picks one. Both
+//! enforce the same rules (idempotency, conflicts, tombstones, one owner per
+//! operation) in the database, never with locks held by the broker's code.
 
-mod audit;
-mod bindings;
-mod instances;
-mod operations;
+mod model;
+pub mod postgres;
 
-use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use sqlx::ConnectOptions as _;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+pub use model::{
+    AuditEvent, BindingInsert, BindingRecord, BindingState, InstanceRecord, InstanceState,
+    NewBinding, NewInstance, NewOperation, OperationKind, OperationRecord, OperationTarget,
+    Outcome, SealedCredentials,
+};
+pub use postgres::PgStore;
 
-pub use audit::AuditEvent;
-pub use bindings::{BindingInsert, BindingRecord, BindingState, NewBinding, SealedCredentials};
-pub use instances::{InstanceRecord, InstanceState, NewInstance};
-pub use operations::{NewOperation, OperationKind, OperationRecord, OperationTarget, Outcome};
+use uuid::Uuid;
 
-/// Migrations embedded in the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// Handle to bindery's database. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Store {
-    pool: PgPool,
-}
-
-/// How to reach the database.
+/// How to size and wait on the store's connections.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Most connections the pool opens.
@@ -48,97 +39,264 @@ impl Default for StoreOptions {
     }
 }
 
-/// Parses a `postgres://` URL into connect options with statement logging off: the
-/// store binds every value, but nothing here should ever echo SQL into the logs.
-pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
-    let options = PgConnectOptions::from_str(url)
-        .context("DATABASE_URL is not a valid postgres:// URL")?
-        .log_statements(tracing::log::LevelFilter::Off)
-        .log_slow_statements(tracing::log::LevelFilter::Off, Duration::from_secs(3600));
-    Ok(options.application_name("bindery"))
+/// Handle to bindery's state, whichever database keeps it. Cheap to clone.
+///
+/// An enum rather than a trait object: the set of stores is closed, every method is
+/// async, and a `match` makes the compiler check that each store implements each
+/// method (docs/decisions.md).
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// A PostgreSQL database.
+    Postgres(PgStore),
+}
+
+/// Calls the same method on whichever store this is.
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Postgres($store) => $call,
+        }
+    };
 }
 
 impl Store {
-    /// Connects lazily: the broker starts, answers 503 while the database is away,
-    /// and recovers by itself when it comes back.
-    pub fn connect_lazy(options: PgConnectOptions, store: &StoreOptions) -> Self {
-        let pool = PgPoolOptions::new()
-            .max_connections(store.max_connections)
-            .acquire_timeout(store.acquire_timeout)
-            .connect_lazy_with(options);
-        Self { pool }
+    /// Opens the store a URL names: `postgres://` (the database is created when it is
+    /// missing; connections are made lazily so the broker starts while the server is
+    /// away).
+    pub async fn open(url: &str, options: &StoreOptions) -> anyhow::Result<Self> {
+        let pg = postgres::connect_options(url)?;
+        postgres::ensure_database(&pg).await?;
+        Ok(Self::Postgres(PgStore::connect_lazy(pg, options)))
     }
 
-    /// Wraps an existing pool (tests, benchmarks).
-    pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
-    }
-
-    /// The pool, for readiness checks.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// What this store is, for the start-up log: never a password.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Postgres(_) => "PostgreSQL".to_owned(),
+        }
     }
 
     /// Applies pending migrations.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .context("applying database migrations")
+        dispatch!(self, s => s.migrate().await)
     }
 
     /// True when the database answers and every embedded migration is applied.
     pub async fn is_ready(&self) -> bool {
-        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-        sqlx::query_scalar::<_, i64>(
-            "select coalesce(max(version), 0) from _sqlx_migrations where success",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .is_ok_and(|applied| applied >= latest)
+        dispatch!(self, s => s.is_ready().await)
     }
-}
 
-/// Creates the database named in `options` if it does not exist, connecting to the
-/// server's `postgres` database to do so.
-pub async fn ensure_database(options: &PgConnectOptions) -> anyhow::Result<()> {
-    let name = options
-        .get_database()
-        .context("DATABASE_URL names no database")?
-        .to_owned();
-    let admin = options.clone().database("postgres");
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(admin)
-        .await
-        .context("connecting to the database server to create bindery's database")?;
-    let exists: bool =
-        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-            .bind(&name)
-            .fetch_one(&pool)
-            .await?;
-    if !exists {
-        // CREATE DATABASE takes no bind parameters; the server quotes the name (%I).
-        let statement: String = sqlx::query_scalar("select format('create database %I', $1::text)")
-            .bind(&name)
-            .fetch_one(&pool)
-            .await?;
-        match sqlx::query(&statement).execute(&pool).await {
-            Ok(_) => tracing::info!(database = %name, "created bindery's database"),
-            // Another replica created it between our check and our CREATE: 42P04, or
-            // 23505 when both CREATEs reach the catalog at the same moment.
-            Err(sqlx::Error::Database(e))
-                if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
-            Err(e) => return Err(e).context("creating bindery's database"),
+    /// Inserts the instance and its provision operation together, or does nothing
+    /// when a live instance with this id exists (then `false`). A tombstone is
+    /// revived: ids are the platform's to reuse after a delete.
+    pub async fn insert_instance(
+        &self,
+        new: &NewInstance<'_>,
+        operation: &NewOperation<'_>,
+    ) -> Result<bool, sqlx::Error> {
+        dispatch!(self, s => s.insert_instance(new, operation).await)
+    }
+
+    /// Reads an instance, tombstones included.
+    pub async fn find_instance(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<InstanceRecord>, sqlx::Error> {
+        dispatch!(self, s => s.find_instance(instance_id).await)
+    }
+
+    /// Makes `operation` the instance's active operation if none is running, no
+    /// binding operation is running on it, and the instance is in one of `allowed`
+    /// states; inserts the operation with it. `false` when something got there first.
+    pub async fn begin_instance_operation(
+        &self,
+        instance_id: &str,
+        allowed: &[InstanceState],
+        operation: &NewOperation<'_>,
+        new_state: Option<InstanceState>,
+    ) -> Result<bool, sqlx::Error> {
+        dispatch!(self, s => s.begin_instance_operation(instance_id, allowed, operation, new_state).await)
+    }
+
+    /// The active operation of an instance, if any.
+    pub async fn active_instance_operation(
+        &self,
+        instance: &InstanceRecord,
+    ) -> Result<Option<OperationRecord>, sqlx::Error> {
+        match instance.active_operation_id {
+            Some(id) => self.find_operation(id).await,
+            None => Ok(None),
         }
     }
-    pool.close().await;
-    Ok(())
+
+    /// Inserts the binding and its bind operation together, while its instance is
+    /// ready and idle; a deprovision cannot start in between.
+    pub async fn insert_binding(
+        &self,
+        new: &NewBinding<'_>,
+        operation: &NewOperation<'_>,
+    ) -> Result<BindingInsert, sqlx::Error> {
+        dispatch!(self, s => s.insert_binding(new, operation).await)
+    }
+
+    /// Reads a binding, tombstones included.
+    pub async fn find_binding(
+        &self,
+        binding_id: &str,
+    ) -> Result<Option<BindingRecord>, sqlx::Error> {
+        dispatch!(self, s => s.find_binding(binding_id).await)
+    }
+
+    /// Makes `operation` the binding's active operation if none is running and the
+    /// binding is in one of `allowed` states. `false` when something else got there first.
+    pub async fn begin_binding_operation(
+        &self,
+        binding_id: &str,
+        allowed: &[BindingState],
+        operation: &NewOperation<'_>,
+        new_state: Option<BindingState>,
+    ) -> Result<bool, sqlx::Error> {
+        dispatch!(self, s => s.begin_binding_operation(binding_id, allowed, operation, new_state).await)
+    }
+
+    /// Labels of the keys that sealed stored credentials, each with its count.
+    pub async fn credential_key_labels(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        dispatch!(self, s => s.credential_key_labels().await)
+    }
+
+    /// Up to `limit` sealed credentials not sealed with `primary`, after `after`
+    /// (binding ids in order, so a rotation pages through them).
+    pub async fn credentials_not_sealed_with(
+        &self,
+        primary: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, SealedCredentials)>, sqlx::Error> {
+        dispatch!(self, s => s.credentials_not_sealed_with(primary, after, limit).await)
+    }
+
+    /// Replaces sealed credentials, only if they are still those sealed by `old_label`
+    /// (a concurrent rebind or rotation wins).
+    pub async fn reseal_credentials(
+        &self,
+        binding_id: &str,
+        old_label: &str,
+        sealed: &SealedCredentials,
+    ) -> Result<bool, sqlx::Error> {
+        dispatch!(self, s => s.reseal_credentials(binding_id, old_label, sealed).await)
+    }
+
+    /// Reads one operation.
+    pub async fn find_operation(
+        &self,
+        operation_id: Uuid,
+    ) -> Result<Option<OperationRecord>, sqlx::Error> {
+        dispatch!(self, s => s.find_operation(operation_id).await)
+    }
+
+    /// The newest instance-level operation (provision, update, deprovision) of an instance.
+    pub async fn latest_instance_operation(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<OperationRecord>, sqlx::Error> {
+        dispatch!(self, s => s.latest_instance_operation(instance_id).await)
+    }
+
+    /// The newest operation of a binding.
+    pub async fn latest_binding_operation(
+        &self,
+        binding_id: &str,
+    ) -> Result<Option<OperationRecord>, sqlx::Error> {
+        dispatch!(self, s => s.latest_binding_operation(binding_id).await)
+    }
+
+    /// Claims the next runnable operation for `owner`: one that is in progress, due,
+    /// and whose lease is free or expired (its worker died). No transaction stays
+    /// open while the backend works.
+    pub async fn claim_next_operation(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<OperationRecord>, sqlx::Error> {
+        dispatch!(self, s => s.claim_next_operation(owner, lease).await)
+    }
+
+    /// Extends the lease; `false` when `owner` no longer holds it.
+    pub async fn renew_lease(
+        &self,
+        operation_id: Uuid,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, sqlx::Error> {
+        dispatch!(self, s => s.renew_lease(operation_id, owner, lease).await)
+    }
+
+    /// Gives the operation back to the queue, to run again after `delay`.
+    pub async fn retry_operation_later(
+        &self,
+        operation_id: Uuid,
+        owner: &str,
+        delay: Duration,
+        description: &str,
+    ) -> Result<bool, sqlx::Error> {
+        dispatch!(self, s => s.retry_operation_later(operation_id, owner, delay, description).await)
+    }
+
+    /// Releases the lease without changing anything else, so that another worker
+    /// (or replica) can take the operation at once (graceful shutdown).
+    pub async fn release_lease(&self, operation_id: Uuid, owner: &str) -> Result<(), sqlx::Error> {
+        dispatch!(self, s => s.release_lease(operation_id, owner).await)
+    }
+
+    /// Records how the operation ended and applies its effect to the instance or
+    /// binding, atomically, only while `owner` holds the lease. `false` means the
+    /// lease was lost: another worker owns the operation and will finish it.
+    pub async fn finish_operation(
+        &self,
+        op: &OperationRecord,
+        owner: &str,
+        outcome: &Outcome,
+    ) -> Result<bool, sqlx::Error> {
+        dispatch!(self, s => s.finish_operation(op, owner, outcome).await)
+    }
+
+    /// Fails an operation that has passed its deadline, whoever holds it.
+    pub async fn fail_expired_operation(
+        &self,
+        op: &OperationRecord,
+        description: &str,
+    ) -> Result<bool, sqlx::Error> {
+        dispatch!(self, s => s.fail_expired_operation(op, description).await)
+    }
+
+    /// Stops a running create (provision or bind) in favour of a delete: the running
+    /// operation is failed, `replacement` becomes the active operation, and it is held
+    /// back until the running attempt's lease has expired. `false` when `running` is
+    /// no longer the active operation.
+    pub async fn supersede_operation(
+        &self,
+        target: OperationTarget<'_>,
+        running: Uuid,
+        replacement: &NewOperation<'_>,
+        reason: &str,
+    ) -> Result<bool, sqlx::Error> {
+        dispatch!(self, s => s.supersede_operation(target, running, replacement, reason).await)
+    }
+
+    /// Operations waiting or running, and the age in seconds of the oldest of them.
+    pub async fn queue_stats(&self) -> Result<(i64, f64), sqlx::Error> {
+        dispatch!(self, s => s.queue_stats().await)
+    }
+
+    /// Appends audit events, in order.
+    pub async fn record_audit_events(&self, events: &[AuditEvent]) -> Result<(), sqlx::Error> {
+        dispatch!(self, s => s.record_audit_events(events).await)
+    }
 }
 
-/// True when an error means "the database is unreachable" rather than "the query is
-/// wrong": those become 503 so a platform retries instead of orphan-mitigating.
+/// True when an error means "the database is unreachable or busy" rather than "the
+/// query is wrong": those become 503 so a platform retries instead of
+/// orphan-mitigating.
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut
@@ -147,7 +305,8 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(e) => e.code().is_some_and(|c| {
-            // 08: connection exception; 57P: operator intervention (shutdown, starting up)
+            // PostgreSQL 08: connection exception; 57P: operator intervention
+            // (shutdown, starting up); 53300: too many connections.
             c.starts_with("08") || c.starts_with("57P") || c == "53300"
         }),
         _ => false,

@@ -15,97 +15,9 @@ use serde_json::Value;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use super::{SealedCredentials, Store};
+use super::PgStore;
 use crate::osb::OperationState;
-
-/// What an operation does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OperationKind {
-    /// Create an instance.
-    Provision,
-    /// Change an instance's plan or parameters.
-    Update,
-    /// Remove an instance.
-    Deprovision,
-    /// Create a binding.
-    Bind,
-    /// Remove a binding.
-    Unbind,
-}
-
-impl OperationKind {
-    /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Provision => "provision",
-            Self::Update => "update",
-            Self::Deprovision => "deprovision",
-            Self::Bind => "bind",
-            Self::Unbind => "unbind",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "provision" => Self::Provision,
-            "update" => Self::Update,
-            "deprovision" => Self::Deprovision,
-            "bind" => Self::Bind,
-            _ => Self::Unbind,
-        }
-    }
-
-    /// True for operations on a binding.
-    pub fn is_binding(self) -> bool {
-        matches!(self, Self::Bind | Self::Unbind)
-    }
-}
-
-/// An operation to insert.
-#[derive(Debug, Clone)]
-pub struct NewOperation<'a> {
-    /// Its id, also the `operation` token handed to the platform.
-    pub operation_id: Uuid,
-    /// The instance it concerns.
-    pub instance_id: &'a str,
-    /// The binding it concerns (bind, unbind).
-    pub binding_id: Option<&'a str>,
-    /// What it does.
-    pub kind: OperationKind,
-    /// What it applies (an update's target plan and parameters).
-    pub request: Value,
-    /// When it must have finished.
-    pub deadline: Duration,
-    /// Set when the requester runs it inline: the lease owner, so no worker takes it.
-    pub inline_owner: Option<&'a str>,
-    /// The lease length for an inline run.
-    pub lease: Duration,
-}
-
-/// A stored operation.
-#[derive(Debug, Clone)]
-pub struct OperationRecord {
-    /// Id and token.
-    pub operation_id: Uuid,
-    /// Its instance.
-    pub instance_id: String,
-    /// Its binding, if any.
-    pub binding_id: Option<String>,
-    /// What it does.
-    pub kind: OperationKind,
-    /// The wire state.
-    pub state: OperationState,
-    /// User-facing text.
-    pub description: Option<String>,
-    /// What it applies.
-    pub request: Value,
-    /// How many times it was started.
-    pub attempts: i32,
-    /// When it must have finished.
-    pub deadline_at: DateTime<Utc>,
-    /// When a worker may next run it (later than now after a transient failure).
-    pub next_attempt_at: DateTime<Utc>,
-}
+use crate::store::{NewOperation, OperationKind, OperationRecord, OperationTarget, Outcome};
 
 #[derive(sqlx::FromRow)]
 struct OperationRow {
@@ -141,21 +53,6 @@ impl From<OperationRow> for OperationRecord {
 const OPERATION_COLUMNS: &str = "operation_id, instance_id, binding_id, kind, state, description, \
      request, attempts, deadline_at, next_attempt_at";
 
-/// How an operation ended, with what it changes.
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    /// Succeeded; a bind carries its sealed credentials.
-    Succeeded {
-        /// Sealed credentials of a bind.
-        credentials: Option<SealedCredentials>,
-    },
-    /// Failed for good; the description is user-safe.
-    Failed {
-        /// Shown by `last_operation`.
-        description: String,
-    },
-}
-
 pub(super) async fn insert_operation(
     tx: &mut Transaction<'_, Postgres>,
     op: &NewOperation<'_>,
@@ -180,7 +77,7 @@ pub(super) async fn insert_operation(
     Ok(())
 }
 
-impl Store {
+impl PgStore {
     /// Reads one operation.
     pub async fn find_operation(
         &self,
@@ -469,16 +366,7 @@ async fn binding_update(
     Ok(())
 }
 
-/// The row an operation belongs to.
-#[derive(Debug, Clone, Copy)]
-pub enum OperationTarget<'a> {
-    /// A service instance.
-    Instance(&'a str),
-    /// A service binding.
-    Binding(&'a str),
-}
-
-impl Store {
+impl PgStore {
     /// Stops a running create (provision or bind) in favour of a delete: the running
     /// operation is failed, `replacement` becomes the active operation, and it is held
     /// back until the running attempt's lease has expired. The running attempt notices
@@ -559,7 +447,7 @@ impl Store {
     }
 }
 
-impl Store {
+impl PgStore {
     /// Operations waiting or running, and the age in seconds of the oldest of them.
     pub async fn queue_stats(&self) -> Result<(i64, f64), sqlx::Error> {
         sqlx::query_as(

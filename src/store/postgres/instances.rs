@@ -3,66 +3,9 @@
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::operations::{NewOperation, insert_operation};
-use super::{OperationRecord, Store};
-
-/// Where an instance is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InstanceState {
-    /// Its provision operation has not finished.
-    Provisioning,
-    /// Provisioned and usable.
-    Ready,
-    /// Its provision failed; only a deprovision (or an identical retry) is useful.
-    Failed,
-    /// Deprovisioned: a tombstone.
-    Deleted,
-}
-
-impl InstanceState {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Provisioning => "provisioning",
-            Self::Ready => "ready",
-            Self::Failed => "failed",
-            Self::Deleted => "deleted",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "provisioning" => Self::Provisioning,
-            "ready" => Self::Ready,
-            "failed" => Self::Failed,
-            _ => Self::Deleted,
-        }
-    }
-}
-
-/// A stored instance.
-#[derive(Debug, Clone)]
-pub struct InstanceRecord {
-    /// Platform id.
-    pub instance_id: String,
-    /// Catalog service id.
-    pub service_id: String,
-    /// Current plan id.
-    pub plan_id: String,
-    /// Current parameters (a JSON object).
-    pub parameters: Value,
-    /// As sent at provision.
-    pub organization_guid: Option<String>,
-    /// As sent at provision.
-    pub space_guid: Option<String>,
-    /// The dashboard URL handed out at provision.
-    pub dashboard_url: Option<String>,
-    /// Life-cycle state.
-    pub state: InstanceState,
-    /// The operation that owns the instance now, if any.
-    pub active_operation_id: Option<Uuid>,
-    /// The plan's maintenance version applied to the instance.
-    pub maintenance_version: Option<String>,
-}
+use super::PgStore;
+use super::operations::insert_operation;
+use crate::store::{InstanceRecord, InstanceState, NewInstance, NewOperation};
 
 #[derive(sqlx::FromRow)]
 struct InstanceRow {
@@ -98,30 +41,7 @@ impl From<InstanceRow> for InstanceRecord {
 const INSTANCE_COLUMNS: &str = "instance_id, service_id, plan_id, parameters, organization_guid, \
      space_guid, dashboard_url, state, active_operation_id, maintenance_version";
 
-/// A new instance as the provision request defines it.
-#[derive(Debug, Clone)]
-pub struct NewInstance<'a> {
-    /// Platform id.
-    pub instance_id: &'a str,
-    /// Catalog service id.
-    pub service_id: &'a str,
-    /// Catalog plan id.
-    pub plan_id: &'a str,
-    /// Validated parameters (a JSON object).
-    pub parameters: &'a Value,
-    /// From the request.
-    pub organization_guid: Option<&'a str>,
-    /// From the request.
-    pub space_guid: Option<&'a str>,
-    /// Platform context.
-    pub context: Option<&'a Value>,
-    /// Known before provisioning starts.
-    pub dashboard_url: Option<&'a str>,
-    /// The plan's maintenance version.
-    pub maintenance_version: Option<&'a str>,
-}
-
-impl Store {
+impl PgStore {
     /// Inserts the instance and its provision operation in one transaction, or does
     /// nothing when a live instance with this id exists (then `false`). A tombstone is
     /// revived: ids are the platform's to reuse after a delete.
@@ -235,16 +155,5 @@ impl Store {
         insert_operation(&mut tx, operation).await?;
         tx.commit().await?;
         Ok(true)
-    }
-
-    /// The active operation of an instance, if any.
-    pub async fn active_instance_operation(
-        &self,
-        instance: &InstanceRecord,
-    ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        match instance.active_operation_id {
-            Some(id) => self.find_operation(id).await,
-            None => Ok(None),
-        }
     }
 }

@@ -3,88 +3,11 @@
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::Store;
-use super::operations::{NewOperation, insert_operation};
-
-/// Where a binding is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BindingState {
-    /// Its bind operation has not finished.
-    Creating,
-    /// Credentials exist and were handed out.
-    Ready,
-    /// The bind failed; an unbind cleans up whatever was created.
-    Failed,
-    /// Unbound, or its instance was deprovisioned: a tombstone.
-    Deleted,
-}
-
-impl BindingState {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Creating => "creating",
-            Self::Ready => "ready",
-            Self::Failed => "failed",
-            Self::Deleted => "deleted",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "creating" => Self::Creating,
-            "ready" => Self::Ready,
-            "failed" => Self::Failed,
-            _ => Self::Deleted,
-        }
-    }
-}
-
-/// Credentials as stored: AEAD ciphertext and the label of the key that sealed it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SealedCredentials {
-    /// Label of the sealing key.
-    pub key_label: String,
-    /// Nonce followed by ciphertext.
-    pub ciphertext: Vec<u8>,
-}
-
-impl std::fmt::Debug for SealedCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "SealedCredentials({}, {} bytes)",
-            self.key_label,
-            self.ciphertext.len()
-        )
-    }
-}
-
-/// A stored binding.
-#[derive(Debug, Clone)]
-pub struct BindingRecord {
-    /// Platform id.
-    pub binding_id: String,
-    /// The instance it belongs to.
-    pub instance_id: String,
-    /// As requested.
-    pub service_id: String,
-    /// As requested.
-    pub plan_id: String,
-    /// Validated bind parameters.
-    pub parameters: Value,
-    /// `bind_resource.app_guid` or the top-level `app_guid`.
-    pub app_guid: Option<String>,
-    /// `bind_resource.route`.
-    pub route: Option<String>,
-    /// Sealed credentials, once the bind succeeded.
-    pub credentials: Option<SealedCredentials>,
-    /// Life-cycle state.
-    pub state: BindingState,
-    /// The operation that owns the binding now, if any.
-    pub active_operation_id: Option<Uuid>,
-    /// When the binding stops being valid, if its plan sets a lifetime.
-    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
-}
+use super::PgStore;
+use super::operations::insert_operation;
+use crate::store::{
+    BindingInsert, BindingRecord, BindingState, NewBinding, NewOperation, SealedCredentials,
+};
 
 #[derive(sqlx::FromRow)]
 struct BindingRow {
@@ -127,45 +50,7 @@ impl From<BindingRow> for BindingRecord {
     }
 }
 
-/// A new binding as the bind request defines it.
-#[derive(Debug, Clone)]
-pub struct NewBinding<'a> {
-    /// Platform id.
-    pub binding_id: &'a str,
-    /// Its instance.
-    pub instance_id: &'a str,
-    /// As requested.
-    pub service_id: &'a str,
-    /// As requested.
-    pub plan_id: &'a str,
-    /// Validated parameters.
-    pub parameters: &'a Value,
-    /// Effective app guid.
-    pub app_guid: Option<&'a str>,
-    /// Route, for route services.
-    pub route: Option<&'a str>,
-    /// The whole `bind_resource`.
-    pub bind_resource: Option<&'a Value>,
-    /// Platform context.
-    pub context: Option<&'a Value>,
-    /// End of validity, when the plan sets a lifetime.
-    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// The binding this one rotates (2.17).
-    pub predecessor_binding_id: Option<&'a str>,
-}
-
-/// What `insert_binding` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BindingInsert {
-    /// The binding and its operation were stored.
-    Inserted,
-    /// A live binding with this id exists already.
-    Exists,
-    /// The instance is missing, deleted, not ready, or being changed.
-    InstanceUnavailable,
-}
-
-impl Store {
+impl PgStore {
     /// Inserts the binding and its bind operation in one transaction, holding a share
     /// lock on the instance row so that a deprovision cannot start in between.
     pub async fn insert_binding(
@@ -277,7 +162,7 @@ impl Store {
     }
 }
 
-impl Store {
+impl PgStore {
     /// Labels of the keys that sealed stored credentials, each with its count.
     pub async fn credential_key_labels(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
         sqlx::query_as(
