@@ -4,7 +4,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::PgStore;
-use super::operations::insert_operation;
+use super::operations::{bind_operation, insert_operation_from};
 use crate::store::{
     BindingInsert, BindingRecord, BindingState, NewBinding, NewOperation, SealedCredentials,
 };
@@ -51,64 +51,65 @@ impl From<BindingRow> for BindingRecord {
 }
 
 impl PgStore {
-    /// Inserts the binding and its bind operation in one transaction, holding a share
-    /// lock on the instance row so that a deprovision cannot start in between.
+    /// Inserts the binding and its bind operation in one statement that holds a share
+    /// lock on the instance row, so that a deprovision cannot start in between (it
+    /// takes the row lock, then looks for binding operations in flight).
     pub async fn insert_binding(
         &self,
         new: &NewBinding<'_>,
         operation: &NewOperation<'_>,
     ) -> Result<BindingInsert, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let instance: Option<(String, Option<Uuid>)> = sqlx::query_as(
-            "select state, active_operation_id from service_instance \
-             where instance_id = $1 and deleted_at is null for share",
-        )
-        .bind(new.instance_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if !matches!(instance, Some((ref state, None)) if state == "ready") {
-            return Ok(BindingInsert::InstanceUnavailable);
-        }
-        let inserted = sqlx::query(
-            "insert into service_binding (binding_id, instance_id, service_id, plan_id, parameters, \
-                 app_guid, route, bind_resource, context, state, active_operation_id, \
-                 expires_at, predecessor_binding_id) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'creating', $10, $11, $12) \
-             on conflict (binding_id) do update set \
-                 instance_id = excluded.instance_id, service_id = excluded.service_id, \
-                 plan_id = excluded.plan_id, parameters = excluded.parameters, \
-                 app_guid = excluded.app_guid, route = excluded.route, \
-                 bind_resource = excluded.bind_resource, context = excluded.context, \
-                 state = 'creating', active_operation_id = excluded.active_operation_id, \
-                 credentials = null, credentials_key = null, \
-                 expires_at = excluded.expires_at, \
-                 predecessor_binding_id = excluded.predecessor_binding_id, \
-                 created_at = now(), updated_at = now(), deleted_at = null \
-             where service_binding.deleted_at is not null",
-        )
-        .bind(new.binding_id)
-        .bind(new.instance_id)
-        .bind(new.service_id)
-        .bind(new.plan_id)
-        .bind(new.parameters)
-        .bind(new.app_guid)
-        .bind(new.route)
-        .bind(new.bind_resource)
-        .bind(new.context)
-        .bind(operation.operation_id)
-        .bind(new.expires_at)
-        .bind(new.predecessor_binding_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !inserted {
-            tx.rollback().await?;
-            return Ok(BindingInsert::Exists);
-        }
-        insert_operation(&mut tx, operation).await?;
-        tx.commit().await?;
-        Ok(BindingInsert::Inserted)
+        let statement = concat!(
+            "with instance as ( \
+                 select instance_id from service_instance \
+                 where instance_id = $2 and deleted_at is null and state = 'ready' \
+                     and active_operation_id is null \
+                 for share), \
+             binding as ( \
+                 insert into service_binding (binding_id, instance_id, service_id, plan_id, \
+                     parameters, app_guid, route, bind_resource, context, state, \
+                     active_operation_id, expires_at, predecessor_binding_id) \
+                 select $3, instance_id, $9, $10, $11, $12, $13, $14, $15, 'creating', $1, \
+                     $16, $17 \
+                 from instance \
+                 on conflict (binding_id) do update set \
+                     instance_id = excluded.instance_id, service_id = excluded.service_id, \
+                     plan_id = excluded.plan_id, parameters = excluded.parameters, \
+                     app_guid = excluded.app_guid, route = excluded.route, \
+                     bind_resource = excluded.bind_resource, context = excluded.context, \
+                     state = 'creating', active_operation_id = excluded.active_operation_id, \
+                     credentials = null, credentials_key = null, \
+                     expires_at = excluded.expires_at, \
+                     predecessor_binding_id = excluded.predecessor_binding_id, \
+                     created_at = now(), updated_at = now(), deleted_at = null \
+                 where service_binding.deleted_at is not null \
+                 returning binding_id), \
+             operation as (",
+            insert_operation_from!("binding"),
+            " returning operation_id) \
+             select (select count(*) from instance), (select count(*) from binding)"
+        );
+        let (instances, bindings): (i64, i64) = bind_operation(sqlx::query(statement), operation)
+            .bind(new.service_id)
+            .bind(new.plan_id)
+            .bind(new.parameters)
+            .bind(new.app_guid)
+            .bind(new.route)
+            .bind(new.bind_resource)
+            .bind(new.context)
+            .bind(new.expires_at)
+            .bind(new.predecessor_binding_id)
+            .try_map(|row: sqlx::postgres::PgRow| {
+                use sqlx::Row as _;
+                Ok((row.try_get(0)?, row.try_get(1)?))
+            })
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(match (instances, bindings) {
+            (0, _) => BindingInsert::InstanceUnavailable,
+            (_, 0) => BindingInsert::Exists,
+            _ => BindingInsert::Inserted,
+        })
     }
 
     /// Reads a binding, tombstones included.
@@ -136,29 +137,25 @@ impl PgStore {
         operation: &NewOperation<'_>,
         new_state: Option<BindingState>,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
         let allowed: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
-        let claimed = sqlx::query(
-            "update service_binding set active_operation_id = $2, \
-                 state = coalesce($4, state), updated_at = now() \
-             where binding_id = $1 and deleted_at is null and active_operation_id is null \
-                 and state = any($3)",
-        )
-        .bind(binding_id)
-        .bind(operation.operation_id)
-        .bind(&allowed)
-        .bind(new_state.map(BindingState::as_str))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
+        let statement = concat!(
+            "with target as ( \
+                 update service_binding set active_operation_id = $1, \
+                     state = coalesce($10, state), updated_at = now() \
+                 where binding_id = $3 and deleted_at is null and active_operation_id is null \
+                     and state = any($9) \
+                 returning binding_id) ",
+            insert_operation_from!("target")
+        );
+        debug_assert_eq!(operation.binding_id, Some(binding_id));
+        let started = bind_operation(sqlx::query(statement), operation)
+            .bind(&allowed)
+            .bind(new_state.map(BindingState::as_str))
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
             == 1;
-        if !claimed {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        insert_operation(&mut tx, operation).await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(started)
     }
 }
 

@@ -4,7 +4,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::PgStore;
-use super::operations::insert_operation;
+use super::operations::{bind_operation, insert_operation_from};
 use crate::store::{InstanceRecord, InstanceState, NewInstance, NewOperation};
 
 #[derive(sqlx::FromRow)]
@@ -38,11 +38,8 @@ impl From<InstanceRow> for InstanceRecord {
     }
 }
 
-const INSTANCE_COLUMNS: &str = "instance_id, service_id, plan_id, parameters, organization_guid, \
-     space_guid, dashboard_url, state, active_operation_id, maintenance_version";
-
 impl PgStore {
-    /// Inserts the instance and its provision operation in one transaction, or does
+    /// Inserts the instance and its provision operation in one statement, or does
     /// nothing when a live instance with this id exists (then `false`). A tombstone is
     /// revived: ids are the platform's to reuse after a delete.
     pub async fn insert_instance(
@@ -50,43 +47,39 @@ impl PgStore {
         new: &NewInstance<'_>,
         operation: &NewOperation<'_>,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "insert into service_instance (instance_id, service_id, plan_id, parameters, \
-                 organization_guid, space_guid, context, dashboard_url, state, active_operation_id, \
-                 maintenance_version) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, 'provisioning', $9, $10) \
-             on conflict (instance_id) do update set \
-                 service_id = excluded.service_id, plan_id = excluded.plan_id, \
-                 parameters = excluded.parameters, organization_guid = excluded.organization_guid, \
-                 space_guid = excluded.space_guid, context = excluded.context, \
-                 dashboard_url = excluded.dashboard_url, state = 'provisioning', \
-                 maintenance_version = excluded.maintenance_version, \
-                 active_operation_id = excluded.active_operation_id, \
-                 created_at = now(), updated_at = now(), deleted_at = null \
-             where service_instance.deleted_at is not null",
-        )
-        .bind(new.instance_id)
-        .bind(new.service_id)
-        .bind(new.plan_id)
-        .bind(new.parameters)
-        .bind(new.organization_guid)
-        .bind(new.space_guid)
-        .bind(new.context)
-        .bind(new.dashboard_url)
-        .bind(operation.operation_id)
-        .bind(new.maintenance_version)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
+        let statement = concat!(
+            "with instance as ( \
+                 insert into service_instance (instance_id, service_id, plan_id, parameters, \
+                     organization_guid, space_guid, context, dashboard_url, state, \
+                     active_operation_id, maintenance_version) \
+                 values ($2, $9, $10, $11, $12, $13, $14, $15, 'provisioning', $1, $16) \
+                 on conflict (instance_id) do update set \
+                     service_id = excluded.service_id, plan_id = excluded.plan_id, \
+                     parameters = excluded.parameters, \
+                     organization_guid = excluded.organization_guid, \
+                     space_guid = excluded.space_guid, context = excluded.context, \
+                     dashboard_url = excluded.dashboard_url, state = 'provisioning', \
+                     maintenance_version = excluded.maintenance_version, \
+                     active_operation_id = excluded.active_operation_id, \
+                     created_at = now(), updated_at = now(), deleted_at = null \
+                 where service_instance.deleted_at is not null \
+                 returning instance_id) ",
+            insert_operation_from!("instance")
+        );
+        let inserted = bind_operation(sqlx::query(statement), operation)
+            .bind(new.service_id)
+            .bind(new.plan_id)
+            .bind(new.parameters)
+            .bind(new.organization_guid)
+            .bind(new.space_guid)
+            .bind(new.context)
+            .bind(new.dashboard_url)
+            .bind(new.maintenance_version)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
             == 1;
-        if !inserted {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        insert_operation(&mut tx, operation).await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(inserted)
     }
 
     /// Reads an instance, tombstones included.
@@ -94,8 +87,10 @@ impl PgStore {
         &self,
         instance_id: &str,
     ) -> Result<Option<InstanceRecord>, sqlx::Error> {
-        let row: Option<InstanceRow> = sqlx::query_as(&format!(
-            "select {INSTANCE_COLUMNS} from service_instance where instance_id = $1"
+        let row: Option<InstanceRow> = sqlx::query_as(concat!(
+            "select instance_id, service_id, plan_id, parameters, organization_guid, \
+                 space_guid, dashboard_url, state, active_operation_id, maintenance_version \
+             from service_instance where instance_id = $1"
         ))
         .bind(instance_id)
         .fetch_optional(&self.pool)
@@ -132,27 +127,28 @@ impl PgStore {
         if !allowed.contains(&state.as_str()) {
             return Ok(false);
         }
-        let bindings_busy: bool = sqlx::query_scalar(
-            "select exists (select 1 from service_binding \
-             where instance_id = $1 and deleted_at is null and active_operation_id is not null)",
-        )
-        .bind(instance_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if bindings_busy {
+        // A second statement, so that its snapshot is taken after the row lock: it sees
+        // every binding operation committed while this one waited.
+        let statement = concat!(
+            "with target as ( \
+                 update service_instance set active_operation_id = $1, \
+                     state = coalesce($9, state), updated_at = now() \
+                 where instance_id = $2 and not exists ( \
+                     select 1 from service_binding where instance_id = $2 \
+                         and deleted_at is null and active_operation_id is not null) \
+                 returning instance_id) ",
+            insert_operation_from!("target")
+        );
+        let started = bind_operation(sqlx::query(statement), operation)
+            .bind(new_state.map(InstanceState::as_str))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if !started {
+            tx.rollback().await?;
             return Ok(false);
         }
-        sqlx::query(
-            "update service_instance set active_operation_id = $2, \
-                 state = coalesce($3, state), updated_at = now() \
-             where instance_id = $1",
-        )
-        .bind(instance_id)
-        .bind(operation.operation_id)
-        .bind(new_state.map(InstanceState::as_str))
-        .execute(&mut *tx)
-        .await?;
-        insert_operation(&mut tx, operation).await?;
         tx.commit().await?;
         Ok(true)
     }

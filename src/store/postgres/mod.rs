@@ -41,10 +41,15 @@ pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
 impl PgStore {
     /// Connects lazily: the broker starts, answers 503 while the database is away,
     /// and recovers by itself when it comes back.
+    ///
+    /// No ping before each checkout (sqlx's `test_before_acquire`): it would double
+    /// the round trips of a request. A connection the server dropped fails its next
+    /// statement, which answers 503, and sqlx closes it instead of returning it.
     pub fn connect_lazy(options: PgConnectOptions, store: &StoreOptions) -> Self {
         let pool = PgPoolOptions::new()
             .max_connections(store.max_connections)
             .acquire_timeout(store.acquire_timeout)
+            .test_before_acquire(false)
             .connect_lazy_with(options);
         Self { pool }
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{Postgres, Transaction};
+use sqlx::Postgres;
 use uuid::Uuid;
 
 use super::PgStore;
@@ -50,31 +50,48 @@ impl From<OperationRow> for OperationRecord {
     }
 }
 
-const OPERATION_COLUMNS: &str = "operation_id, instance_id, binding_id, kind, state, description, \
-     request, attempts, deadline_at, next_attempt_at";
+/// The columns an [`OperationRow`] reads, as a literal for `concat!`.
+macro_rules! operation_columns {
+    () => {
+        "operation_id, instance_id, binding_id, kind, state, description, request, attempts, \
+         deadline_at, next_attempt_at"
+    };
+}
 
-pub(super) async fn insert_operation(
-    tx: &mut Transaction<'_, Postgres>,
-    op: &NewOperation<'_>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "insert into operation (operation_id, instance_id, binding_id, kind, state, request, \
-             deadline_at, lease_owner, lease_expires_at, attempts) \
-         values ($1, $2, $3, $4, 'in progress', $5, now() + $6, $7, \
-             case when $7::text is null then null else now() + $8 end, \
-             case when $7::text is null then 0 else 1 end)",
-    )
-    .bind(op.operation_id)
-    .bind(op.instance_id)
-    .bind(op.binding_id)
-    .bind(op.kind.as_str())
-    .bind(&op.request)
-    .bind(op.deadline)
-    .bind(op.inline_owner)
-    .bind(op.lease)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// The start of a statement that inserts the operation `$1`..`$8` binds (see
+/// [`bind_operation`]), completed by `from <a gating CTE>`: the operation is written
+/// only when the gate returns a row, in the same statement as the state change, so a
+/// request that registers work costs one round trip.
+macro_rules! insert_operation_from {
+    ($gate:literal) => {
+        concat!(
+            "insert into operation (operation_id, instance_id, binding_id, kind, state, request, \
+                 deadline_at, lease_owner, lease_expires_at, attempts) \
+             select $1, $2, $3, $4, 'in progress', $5, now() + $6, $7, \
+                 case when $7::text is null then null else now() + $8 end, \
+                 case when $7::text is null then 0 else 1 end \
+             from ",
+            $gate
+        )
+    };
+}
+pub(super) use insert_operation_from;
+
+/// Binds an operation's values as `$1`..`$8`, in the order `insert_operation_from!`
+/// expects; the statement's own values follow from `$9`.
+pub(super) fn bind_operation<'q>(
+    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    op: &'q NewOperation<'q>,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(op.operation_id)
+        .bind(op.instance_id)
+        .bind(op.binding_id)
+        .bind(op.kind.as_str())
+        .bind(&op.request)
+        .bind(op.deadline)
+        .bind(op.inline_owner)
+        .bind(op.lease)
 }
 
 impl PgStore {
@@ -83,8 +100,10 @@ impl PgStore {
         &self,
         operation_id: Uuid,
     ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        let row: Option<OperationRow> = sqlx::query_as(&format!(
-            "select {OPERATION_COLUMNS} from operation where operation_id = $1"
+        let row: Option<OperationRow> = sqlx::query_as(concat!(
+            "select ",
+            operation_columns!(),
+            " from operation where operation_id = $1"
         ))
         .bind(operation_id)
         .fetch_optional(&self.pool)
@@ -97,8 +116,10 @@ impl PgStore {
         &self,
         instance_id: &str,
     ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        let row: Option<OperationRow> = sqlx::query_as(&format!(
-            "select {OPERATION_COLUMNS} from operation \
+        let row: Option<OperationRow> = sqlx::query_as(concat!(
+            "select ",
+            operation_columns!(),
+            " from operation \
              where instance_id = $1 and kind in ('provision', 'update', 'deprovision') \
              order by created_at desc limit 1"
         ))
@@ -116,7 +137,7 @@ impl PgStore {
         owner: &str,
         lease: Duration,
     ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        let row: Option<OperationRow> = sqlx::query_as(&format!(
+        let row: Option<OperationRow> = sqlx::query_as(concat!(
             "update operation set lease_owner = $1, lease_expires_at = now() + $2, \
                  attempts = attempts + 1, updated_at = now() \
              where operation_id = ( \
@@ -126,7 +147,8 @@ impl PgStore {
                  order by next_attempt_at \
                  for update skip locked \
                  limit 1) \
-             returning {OPERATION_COLUMNS}"
+             returning ",
+            operation_columns!()
         ))
         .bind(owner)
         .bind(lease)
@@ -217,7 +239,7 @@ impl PgStore {
         self.record_outcome(op, None, &outcome).await
     }
 
-    /// Writes the outcome and its effect in one transaction, if the operation is still
+    /// Writes the outcome and its effect in one statement, if the operation is still
     /// running (and, with `owner`, still leased by it). `false` when nothing was written.
     async fn record_outcome(
         &self,
@@ -225,145 +247,110 @@ impl PgStore {
         owner: Option<&str>,
         outcome: &Outcome,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let (state, description) = match outcome {
-            Outcome::Succeeded { .. } => (OperationState::Succeeded, None),
-            Outcome::Failed { description } => (OperationState::Failed, Some(description.as_str())),
+        let (state, description, sealed) = match outcome {
+            Outcome::Succeeded { credentials } => {
+                (OperationState::Succeeded, None, credentials.as_ref())
+            }
+            Outcome::Failed { description } => {
+                (OperationState::Failed, Some(description.as_str()), None)
+            }
         };
-        let changed = sqlx::query(
-            "update operation set state = $3, description = $4, finished_at = now(), \
-                 updated_at = now(), lease_owner = null, lease_expires_at = null \
-             where operation_id = $1 and ($2::text is null or lease_owner = $2) \
-                 and state not in ('succeeded', 'failed')",
-        )
-        .bind(op.operation_id)
-        .bind(owner)
-        .bind(state.as_str())
-        .bind(description)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !changed {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        apply_effect(&mut tx, op, outcome).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-}
-
-/// What a finished operation does to its instance or binding. Every statement checks
-/// that the row still points at this operation, so a stale effect can never land.
-async fn apply_effect(
-    tx: &mut Transaction<'_, Postgres>,
-    op: &OperationRecord,
-    outcome: &Outcome,
-) -> Result<(), sqlx::Error> {
-    let succeeded = matches!(outcome, Outcome::Succeeded { .. });
-    match (op.kind, succeeded) {
-        (OperationKind::Provision, true) => {
-            instance_update(tx, op, "state = 'ready'").await?;
-        }
-        (OperationKind::Provision, false) => {
-            instance_update(tx, op, "state = 'failed'").await?;
-        }
-        (OperationKind::Update, true) => {
-            sqlx::query(
-                "update service_instance set plan_id = coalesce($2->>'plan_id', plan_id), \
-                     parameters = coalesce($2->'parameters', parameters), \
-                     maintenance_version = case when $2 ? 'maintenance_version' \
-                         then $2->>'maintenance_version' else maintenance_version end, \
-                     active_operation_id = null, updated_at = now() \
-                 where instance_id = $1 and active_operation_id = $3",
-            )
-            .bind(&op.instance_id)
-            .bind(&op.request)
+        let succeeded = state == OperationState::Succeeded;
+        let finished: i64 = sqlx::query_scalar(effect_statement(op.kind, succeeded))
             .bind(op.operation_id)
-            .execute(&mut **tx)
-            .await?;
-        }
-        (OperationKind::Update, false) | (OperationKind::Deprovision, false) => {
-            instance_update(tx, op, "state = state").await?;
-        }
-        (OperationKind::Deprovision, true) => {
-            instance_update(tx, op, "state = 'deleted', deleted_at = now()").await?;
-            sqlx::query(
-                "update service_binding set state = 'deleted', deleted_at = now(), \
-                     credentials = null, credentials_key = null, active_operation_id = null, \
-                     updated_at = now() \
-                 where instance_id = $1 and deleted_at is null",
-            )
+            .bind(owner)
+            .bind(state.as_str())
+            .bind(description)
             .bind(&op.instance_id)
-            .execute(&mut **tx)
-            .await?;
-        }
-        (OperationKind::Bind, true) => {
-            let sealed = match outcome {
-                Outcome::Succeeded { credentials } => credentials.as_ref(),
-                Outcome::Failed { .. } => None,
-            };
-            sqlx::query(
-                "update service_binding set state = 'ready', credentials = $3, \
-                     credentials_key = $4, active_operation_id = null, updated_at = now() \
-                 where binding_id = $1 and active_operation_id = $2",
-            )
             .bind(&op.binding_id)
-            .bind(op.operation_id)
+            .bind(&op.request)
             .bind(sealed.map(|s| s.ciphertext.as_slice()))
             .bind(sealed.map(|s| s.key_label.as_str()))
-            .execute(&mut **tx)
+            .fetch_one(&self.pool)
             .await?;
-        }
-        (OperationKind::Bind, false) => {
-            binding_update(tx, op, "state = 'failed'").await?;
-        }
-        (OperationKind::Unbind, true) => {
-            binding_update(
-                tx,
-                op,
-                "state = 'deleted', deleted_at = now(), credentials = null, credentials_key = null",
-            )
-            .await?;
-        }
-        (OperationKind::Unbind, false) => {
-            binding_update(tx, op, "state = state").await?;
-        }
+        Ok(finished == 1)
     }
-    Ok(())
 }
 
-async fn instance_update(
-    tx: &mut Transaction<'_, Postgres>,
-    op: &OperationRecord,
-    set: &'static str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
-        "update service_instance set {set}, active_operation_id = null, updated_at = now() \
-         where instance_id = $1 and active_operation_id = $2"
-    ))
-    .bind(&op.instance_id)
-    .bind(op.operation_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// The outcome statement: `$1` operation id, `$2` lease owner (null: whoever holds
+/// it), `$3` state, `$4` description, `$5` instance id, `$6` binding id, `$7` the
+/// operation's request, `$8`/`$9` sealed credentials and key label (sqlx declares
+/// every parameter's type, so an effect may leave some unused). It answers how many
+/// operations it finished (0 or 1). The effect runs only when this statement finished
+/// the operation, and only on a row that still points at the operation, so a stale
+/// effect can never land.
+macro_rules! finish_with {
+    ($($effect:expr),+) => {
+        concat!(
+            "with finished as ( \
+                 update operation set state = $3, description = $4, finished_at = now(), \
+                     updated_at = now(), lease_owner = null, lease_expires_at = null \
+                 where operation_id = $1 and ($2::text is null or lease_owner = $2) \
+                     and state not in ('succeeded', 'failed') \
+                 returning operation_id)",
+            $(", ", $effect,)+
+            " select count(*) from finished"
+        )
+    };
 }
 
-async fn binding_update(
-    tx: &mut Transaction<'_, Postgres>,
-    op: &OperationRecord,
-    set: &'static str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
-        "update service_binding set {set}, active_operation_id = null, updated_at = now() \
-         where binding_id = $1 and active_operation_id = $2"
-    ))
-    .bind(&op.binding_id)
-    .bind(op.operation_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// An effect on the operation's instance: sets `$set`, clears the active operation.
+macro_rules! on_instance {
+    ($set:literal) => {
+        concat!(
+            "instance as (update service_instance set ",
+            $set,
+            ", active_operation_id = null, updated_at = now() \
+             where instance_id = $5 \
+                 and active_operation_id = (select operation_id from finished))"
+        )
+    };
+}
+
+/// An effect on the operation's binding: sets `$set`, clears the active operation.
+macro_rules! on_binding {
+    ($set:literal) => {
+        concat!(
+            "binding as (update service_binding set ",
+            $set,
+            ", active_operation_id = null, updated_at = now() \
+             where binding_id = $6 \
+                 and active_operation_id = (select operation_id from finished))"
+        )
+    };
+}
+
+/// What a finished operation does to its instance or binding.
+fn effect_statement(kind: OperationKind, succeeded: bool) -> &'static str {
+    match (kind, succeeded) {
+        (OperationKind::Provision, true) => finish_with!(on_instance!("state = 'ready'")),
+        (OperationKind::Provision, false) => finish_with!(on_instance!("state = 'failed'")),
+        (OperationKind::Update, true) => finish_with!(on_instance!(
+            "plan_id = coalesce($7->>'plan_id', plan_id), \
+             parameters = coalesce($7->'parameters', parameters), \
+             maintenance_version = case when $7 ? 'maintenance_version' \
+                 then $7->>'maintenance_version' else maintenance_version end"
+        )),
+        (OperationKind::Update | OperationKind::Deprovision, false) => {
+            finish_with!(on_instance!("state = state"))
+        }
+        (OperationKind::Deprovision, true) => finish_with!(
+            on_instance!("state = 'deleted', deleted_at = now()"),
+            "bindings as (update service_binding set state = 'deleted', deleted_at = now(), \
+                 credentials = null, credentials_key = null, active_operation_id = null, \
+                 updated_at = now() \
+             where instance_id = $5 and deleted_at is null \
+                 and exists (select 1 from finished))"
+        ),
+        (OperationKind::Bind, true) => finish_with!(on_binding!(
+            "state = 'ready', credentials = $8, credentials_key = $9"
+        )),
+        (OperationKind::Bind, false) => finish_with!(on_binding!("state = 'failed'")),
+        (OperationKind::Unbind, true) => finish_with!(on_binding!(
+            "state = 'deleted', deleted_at = now(), credentials = null, credentials_key = null"
+        )),
+        (OperationKind::Unbind, false) => finish_with!(on_binding!("state = state")),
+    }
 }
 
 impl PgStore {
@@ -419,7 +406,12 @@ impl PgStore {
             .bind(replacement.operation_id)
             .execute(&mut *tx)
             .await?;
-        insert_operation(&mut tx, replacement).await?;
+        bind_operation(
+            sqlx::query(insert_operation_from!("(select) as always")),
+            replacement,
+        )
+        .execute(&mut *tx)
+        .await?;
         if let Some(Some(until)) = lease_expires_at {
             sqlx::query("update operation set next_attempt_at = greatest(now(), $2) where operation_id = $1")
                 .bind(replacement.operation_id)
@@ -436,8 +428,10 @@ impl PgStore {
         &self,
         binding_id: &str,
     ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        let row: Option<OperationRow> = sqlx::query_as(&format!(
-            "select {OPERATION_COLUMNS} from operation \
+        let row: Option<OperationRow> = sqlx::query_as(concat!(
+            "select ",
+            operation_columns!(),
+            " from operation \
              where binding_id = $1 order by created_at desc limit 1"
         ))
         .bind(binding_id)
