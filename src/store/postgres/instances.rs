@@ -87,11 +87,11 @@ impl PgStore {
         &self,
         instance_id: &str,
     ) -> Result<Option<InstanceRecord>, sqlx::Error> {
-        let row: Option<InstanceRow> = sqlx::query_as(concat!(
+        let row: Option<InstanceRow> = sqlx::query_as(
             "select instance_id, service_id, plan_id, parameters, organization_guid, \
                  space_guid, dashboard_url, state, active_operation_id, maintenance_version \
-             from service_instance where instance_id = $1"
-        ))
+             from service_instance where instance_id = $1",
+        )
         .bind(instance_id)
         .fetch_optional(&self.pool)
         .await?;
