@@ -361,6 +361,7 @@ impl Application {
                 }
             });
         }
+        let broker = self.state.broker.clone();
         let router = crate::http::router(self.state, &self.http);
         let worker_task =
             run_worker.then(|| tokio::spawn(self.worker.run_until_stopped(stop.clone())));
@@ -384,6 +385,7 @@ impl Application {
             stop.cancel();
             let _ = task.await;
         }
+        broker.flush_audit().await;
         Ok(())
     }
 }

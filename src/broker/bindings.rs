@@ -13,6 +13,7 @@ use crate::store::{
     BindingInsert, BindingRecord, BindingState, InstanceState, NewBinding, NewOperation,
     OperationKind, OperationTarget,
 };
+use crate::worker::Known;
 
 impl Broker {
     /// Whether a bind or unbind runs in the worker: only for 2.14+ clients that accept
@@ -120,10 +121,14 @@ impl Broker {
             expires_at,
             predecessor_binding_id: rotates.as_deref(),
         };
+        let known = Known {
+            instance: Some(&instance),
+            binding_parameters: parameters.as_object(),
+        };
         match self.store.insert_binding(&new, &operation).await? {
             BindingInsert::Inserted => {
                 return self
-                    .finish_bind_start(&operation, run_async, metadata)
+                    .finish_bind_start(&operation, run_async, metadata, known)
                     .await;
             }
             BindingInsert::InstanceUnavailable => {
@@ -192,7 +197,8 @@ impl Broker {
                 {
                     return Err(busy("service binding"));
                 }
-                self.finish_bind_start(&retry, run_async, metadata).await
+                self.finish_bind_start(&retry, run_async, metadata, known)
+                    .await
             }
             _ => Err(busy("service binding")),
         }
@@ -203,6 +209,7 @@ impl Broker {
         operation: &NewOperation<'_>,
         run_async: bool,
         metadata: Option<Map<String, Value>>,
+        known: Known<'_>,
     ) -> BrokerResult<BindOutcome> {
         if run_async {
             self.wake_worker();
@@ -210,7 +217,7 @@ impl Broker {
                 operation: operation.operation_id.to_string(),
             });
         }
-        let credentials = self.run_inline(operation).await?;
+        let credentials = self.run_inline(operation, known).await?;
         Ok(BindOutcome::Created(BindResponse {
             credentials: Some(credentials.map(|c| c.to_json()).unwrap_or_default()),
             metadata,
@@ -354,7 +361,11 @@ impl Broker {
                 operation: operation.operation_id.to_string(),
             });
         }
-        self.run_inline(&operation).await?;
+        let known = Known {
+            instance: None,
+            binding_parameters: binding.parameters.as_object(),
+        };
+        self.run_inline(&operation, known).await?;
         Ok(DeleteOutcome::Deleted)
     }
 

@@ -8,6 +8,7 @@ use crate::backends::InstanceSpec;
 use crate::error::{BrokerError, BrokerResult};
 use crate::osb::{ProvisionRequest, ProvisionResponse, UpdateRequest};
 use crate::store::{InstanceState, NewInstance, NewOperation, OperationKind, OperationTarget};
+use crate::worker::Known;
 
 impl Broker {
     /// `PUT /v2/service_instances/:instance_id`.
@@ -77,7 +78,9 @@ impl Broker {
                     operation.operation_id.to_string(),
                 ))))
             } else {
-                self.run_inline(&operation).await?;
+                let created = new.to_record(operation.operation_id);
+                self.run_inline(&operation, Known::instance(&created))
+                    .await?;
                 Ok(ProvisionOutcome::Created(response(None)))
             };
         }
@@ -146,7 +149,7 @@ impl Broker {
                         ..replay
                     }))
                 } else {
-                    self.run_inline(&retry).await?;
+                    self.run_inline(&retry, Known::instance(&existing)).await?;
                     Ok(ProvisionOutcome::Created(replay))
                 }
             }
@@ -274,7 +277,8 @@ impl Broker {
                 operation.operation_id.to_string(),
             ))))
         } else {
-            self.run_inline(&operation).await?;
+            self.run_inline(&operation, Known::instance(&instance))
+                .await?;
             Ok(UpdateOutcome::Updated(body(None)))
         }
     }
@@ -368,7 +372,8 @@ impl Broker {
                 operation: operation.operation_id.to_string(),
             })
         } else {
-            self.run_inline(&operation).await?;
+            self.run_inline(&operation, Known::instance(&instance))
+                .await?;
             Ok(DeleteOutcome::Deleted)
         }
     }

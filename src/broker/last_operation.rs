@@ -24,6 +24,9 @@ impl Broker {
         instance_id: &str,
         operation: Option<&str>,
     ) -> BrokerResult<LastOperationOutcome> {
+        if let Some(op) = self.operation_of(operation, instance_id, None).await? {
+            return Ok(self.poll_outcome(ctx, Some(op), false));
+        }
         let Some(instance) = self.store.find_instance(instance_id).await? else {
             return Err(BrokerError::NotFound(format!(
                 "Service instance {instance_id} does not exist."
@@ -48,6 +51,12 @@ impl Broker {
                 "Binding last_operation needs X-Broker-API-Version 2.14 or later.".to_owned(),
             ));
         }
+        if let Some(op) = self
+            .operation_of(operation, instance_id, Some(binding_id))
+            .await?
+        {
+            return Ok(self.poll_outcome(ctx, Some(op), false));
+        }
         let binding = match self.store.find_binding(binding_id).await? {
             Some(b) if b.instance_id == instance_id => b,
             _ => {
@@ -60,6 +69,28 @@ impl Broker {
             .polled_operation(Polled::Binding(binding_id), operation)
             .await?;
         Ok(self.poll_outcome(ctx, op, binding.state == BindingState::Deleted))
+    }
+
+    /// The common poll, one read: the operation the token names, when it is one of
+    /// this instance's (or binding's). Its row proves that the instance or binding
+    /// exists (they are never removed, only tombstoned), so nothing else is read.
+    /// `None` sends the poll down the full path, which tells 404 from 400.
+    async fn operation_of(
+        &self,
+        token: Option<&str>,
+        instance_id: &str,
+        binding_id: Option<&str>,
+    ) -> BrokerResult<Option<OperationRecord>> {
+        let Some(id) = token.and_then(|t| Uuid::parse_str(t).ok()) else {
+            return Ok(None);
+        };
+        Ok(self.store.find_operation(id).await?.filter(|op| {
+            op.instance_id == instance_id
+                && match binding_id {
+                    Some(binding_id) => op.binding_id.as_deref() == Some(binding_id),
+                    None => !op.kind.is_binding(),
+                }
+        }))
     }
 
     async fn polled_operation(

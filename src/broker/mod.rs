@@ -2,6 +2,7 @@
 //! fields) as typed calls with typed outcomes. No HTTP types and no SQL here: the
 //! HTTP layer maps outcomes to status codes, the store keeps the state.
 
+mod audit;
 mod bindings;
 mod fingerprint;
 mod input;
@@ -25,7 +26,7 @@ use crate::osb::{
     ProvisionResponse,
 };
 use crate::store::{AuditEvent, NewOperation, OperationKind, OperationRecord, Store};
-use crate::worker::{Execution, Executor, RetryPolicy};
+use crate::worker::{Execution, Executor, Known, RetryPolicy};
 
 /// What the broker knows about the request besides its body.
 #[derive(Debug, Clone)]
@@ -128,6 +129,7 @@ pub struct Broker {
     backends: Arc<BackendRegistry>,
     keyring: Arc<Keyring>,
     executor: Executor,
+    audit: audit::AuditTrail,
     /// This process's lease owner name, for operations run inline.
     owner: Arc<str>,
     /// Wakes this process's worker when work is queued.
@@ -136,7 +138,7 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Builds the broker.
+    /// Builds the broker and starts its audit writer (call within a tokio runtime).
     pub fn new(
         store: Store,
         catalog: SharedCatalog,
@@ -153,12 +155,14 @@ impl Broker {
             keyring.clone(),
             options.lease,
         );
+        let audit = audit::AuditTrail::start(store.clone());
         Self {
             store,
             catalog,
             backends,
             keyring,
             executor,
+            audit,
             owner,
             wake,
             options,
@@ -180,7 +184,8 @@ impl Broker {
         &self.store
     }
 
-    /// Appends to the audit trail; a failure is logged, never fails the request.
+    /// Queues an event for the audit trail; a failure to write it is logged and
+    /// counted (`bindery_audit_events_lost_total`), never fails the request.
     #[allow(clippy::too_many_arguments)]
     pub async fn record_audit(
         &self,
@@ -206,9 +211,12 @@ impl Broker {
                 .as_ref()
                 .map(|i| Value::Object(i.value.clone())),
         };
-        if let Err(e) = self.store.record_audit_events(&[event]).await {
-            tracing::warn!(error = %e, action, "could not write an audit event");
-        }
+        self.audit.record(event).await;
+    }
+
+    /// Waits until every audit event queued so far is written.
+    pub async fn flush_audit(&self) {
+        self.audit.flush().await;
     }
 
     fn backend_for(&self, plan: &Plan) -> BrokerResult<Arc<dyn ServiceBackend>> {
@@ -257,6 +265,7 @@ impl Broker {
     async fn run_inline(
         &self,
         op: &NewOperation<'_>,
+        known: Known<'_>,
     ) -> BrokerResult<Option<crate::backends::Credentials>> {
         let record = OperationRecord {
             operation_id: op.operation_id,
@@ -272,7 +281,7 @@ impl Broker {
         };
         match self
             .executor
-            .run(&record, &self.owner, RetryPolicy::FailFast)
+            .run(&record, &self.owner, RetryPolicy::FailFast, known)
             .await?
         {
             Execution::Succeeded(credentials) => Ok(credentials),

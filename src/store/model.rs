@@ -90,6 +90,24 @@ pub struct NewInstance<'a> {
     pub maintenance_version: Option<&'a str>,
 }
 
+impl NewInstance<'_> {
+    /// The record this instance has once inserted, owned by `operation_id`.
+    pub fn to_record(&self, operation_id: Uuid) -> InstanceRecord {
+        InstanceRecord {
+            instance_id: self.instance_id.to_owned(),
+            service_id: self.service_id.to_owned(),
+            plan_id: self.plan_id.to_owned(),
+            parameters: self.parameters.clone(),
+            organization_guid: self.organization_guid.map(str::to_owned),
+            space_guid: self.space_guid.map(str::to_owned),
+            dashboard_url: self.dashboard_url.map(str::to_owned),
+            state: InstanceState::Provisioning,
+            active_operation_id: Some(operation_id),
+            maintenance_version: self.maintenance_version.map(str::to_owned),
+        }
+    }
+}
+
 /// Where a binding is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BindingState {

@@ -14,7 +14,7 @@ use crate::backends::{
 };
 use crate::catalog::{Plan, SharedCatalog};
 use crate::crypto::Keyring;
-use crate::store::{OperationKind, OperationRecord, Outcome, Store};
+use crate::store::{InstanceRecord, OperationKind, OperationRecord, Outcome, Store};
 
 /// How long to wait before retrying after the n-th failed attempt: 2^n seconds,
 /// capped at five minutes.
@@ -54,6 +54,26 @@ pub enum RetryPolicy {
     FailFast,
 }
 
+/// What the caller already read for an operation, so that running it inline does not
+/// read it again. Empty for the worker, which reads everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known<'a> {
+    /// The instance as it is before the operation (an update's previous plan).
+    pub instance: Option<&'a InstanceRecord>,
+    /// The binding's parameters (bind, unbind).
+    pub binding_parameters: Option<&'a Map<String, Value>>,
+}
+
+impl<'a> Known<'a> {
+    /// The instance is known.
+    pub fn instance(instance: &'a InstanceRecord) -> Self {
+        Self {
+            instance: Some(instance),
+            binding_parameters: None,
+        }
+    }
+}
+
 /// Runs operations. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Executor {
@@ -65,7 +85,8 @@ pub struct Executor {
     pub(crate) lease: Duration,
 }
 
-struct Resolved {
+struct Resolved<'a> {
+    instance: &'a InstanceRecord,
     backend_kind: String,
     plan_id: String,
     service_id: String,
@@ -98,6 +119,7 @@ impl Executor {
         op: &OperationRecord,
         owner: &str,
         policy: RetryPolicy,
+        known: Known<'_>,
     ) -> anyhow::Result<Execution> {
         if Utc::now() > op.deadline_at {
             let description = format!(
@@ -110,10 +132,18 @@ impl Executor {
                 unavailable: false,
             });
         }
-        let result = match self.resolve(op).await? {
+        let read;
+        let instance = match known.instance {
+            Some(instance) => Some(instance),
+            None => {
+                read = self.store.find_instance(&op.instance_id).await?;
+                read.as_ref()
+            }
+        };
+        let result = match self.resolve(op, instance) {
             Ok(resolved) => {
                 let started = std::time::Instant::now();
-                let result = self.call_backend(op, owner, &resolved).await;
+                let result = self.call_backend(op, owner, &resolved, known).await;
                 let kind = resolved.backend_kind.clone();
                 metrics::histogram!("bindery_backend_call_duration_seconds", "backend" => kind.clone(), "action" => op.kind.as_str())
                     .record(started.elapsed().as_secs_f64());
@@ -190,10 +220,14 @@ impl Executor {
         }
     }
 
-    /// Finds what the backend needs. `Ok(Err(text))` is a permanent, user-facing failure.
-    async fn resolve(&self, op: &OperationRecord) -> anyhow::Result<Result<Resolved, String>> {
-        let Some(instance) = self.store.find_instance(&op.instance_id).await? else {
-            return Ok(Err("The service instance no longer exists.".to_owned()));
+    /// Finds what the backend needs. `Err(text)` is a permanent, user-facing failure.
+    fn resolve<'a>(
+        &self,
+        op: &OperationRecord,
+        instance: Option<&'a InstanceRecord>,
+    ) -> Result<Resolved<'a>, String> {
+        let Some(instance) = instance else {
+            return Err("The service instance no longer exists.".to_owned());
         };
         let (plan_id, parameters) = match op.kind {
             OperationKind::Update => (
@@ -210,32 +244,34 @@ impl Executor {
             _ => (instance.plan_id.clone(), instance.parameters.clone()),
         };
         let Some((_, plan)) = self.catalog.plan(&instance.service_id, &plan_id) else {
-            return Ok(Err(format!(
+            return Err(format!(
                 "Plan {plan_id} of service {} is not in the broker's catalog any more; the broker operator must restore it to manage this instance.",
                 instance.service_id
-            )));
+            ));
         };
         let Some(backend) = self.backends.get(&plan.backend_kind) else {
-            return Ok(Err(format!(
+            return Err(format!(
                 "The {} backend is not configured on this broker.",
                 plan.backend_kind
-            )));
+            ));
         };
-        Ok(Ok(Resolved {
+        Ok(Resolved {
+            instance,
             backend_kind: plan.backend_kind.clone(),
             plan_id,
             service_id: instance.service_id.clone(),
             parameters: as_object(parameters),
             backend_settings: plan.backend_settings.clone(),
             backend,
-        }))
+        })
     }
 
     async fn call_backend(
         &self,
         op: &OperationRecord,
         owner: &str,
-        r: &Resolved,
+        r: &Resolved<'_>,
+        known: Known<'_>,
     ) -> Result<Option<Credentials>, BackendError> {
         let spec = InstanceSpec {
             instance_id: &op.instance_id,
@@ -249,7 +285,8 @@ impl Executor {
                 OperationKind::Provision => r.backend.provision(&spec).await.map(|()| None),
                 OperationKind::Deprovision => r.backend.deprovision(&spec).await.map(|()| None),
                 OperationKind::Update => {
-                    let previous = self.previous_of(op).await?;
+                    // Read before the update's effect lands: the plan it changes from.
+                    let previous = self.settings_of(r.instance);
                     let change = UpdateSpec {
                         target: spec,
                         previous_plan_settings: previous.as_ref().map_or(&Value::Null, |p| &p.0),
@@ -259,11 +296,18 @@ impl Executor {
                 }
                 OperationKind::Bind | OperationKind::Unbind => {
                     let binding_id = op.binding_id.as_deref().unwrap_or_default();
-                    let params = self.binding_parameters(binding_id).await?;
+                    let read;
+                    let params = match known.binding_parameters {
+                        Some(params) => params,
+                        None => {
+                            read = self.binding_parameters(binding_id).await?;
+                            &read
+                        }
+                    };
                     let binding = BindingSpec {
                         instance: spec,
                         binding_id,
-                        parameters: &params,
+                        parameters: params,
                     };
                     if op.kind == OperationKind::Bind {
                         r.backend.bind(&binding).await.map(Some)
@@ -291,19 +335,18 @@ impl Executor {
         }
     }
 
-    async fn previous_of(
-        &self,
-        op: &OperationRecord,
-    ) -> Result<Option<(Value, Map<String, Value>)>, BackendError> {
-        let instance = self
-            .store
-            .find_instance(&op.instance_id)
-            .await
-            .map_err(|_| store_unavailable())?;
-        Ok(instance.and_then(|i| {
-            let plan: Option<&Plan> = self.catalog.plan(&i.service_id, &i.plan_id).map(|(_, p)| p);
-            plan.map(|p| (p.backend_settings.clone(), as_object(i.parameters.clone())))
-        }))
+    /// An instance's plan settings and parameters as they are now.
+    fn settings_of(&self, instance: &InstanceRecord) -> Option<(Value, Map<String, Value>)> {
+        let plan: Option<&Plan> = self
+            .catalog
+            .plan(&instance.service_id, &instance.plan_id)
+            .map(|(_, p)| p);
+        plan.map(|p| {
+            (
+                p.backend_settings.clone(),
+                as_object(instance.parameters.clone()),
+            )
+        })
     }
 
     async fn binding_parameters(

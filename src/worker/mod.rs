@@ -15,7 +15,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use execute::{Execution, Executor, RetryPolicy};
+pub use execute::{Execution, Executor, Known, RetryPolicy};
 
 /// What one step did.
 #[derive(Debug)]
@@ -105,7 +105,8 @@ impl Worker {
             attempt = op.attempts
         );
         let execution = tracing::Instrument::instrument(
-            self.executor.run(op, &self.owner, RetryPolicy::Backoff),
+            self.executor
+                .run(op, &self.owner, RetryPolicy::Backoff, Known::default()),
             span,
         )
         .await?;

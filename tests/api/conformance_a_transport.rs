@@ -302,6 +302,7 @@ async fn a11_the_originating_identity_is_decoded_into_the_audit_trail() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
+    app.flush_audit().await;
     let (platform, who, status): (String, serde_json::Value, i32) =
         sqlx::query_as("select platform, identity, status from audit_event where instance_id = $1 and action = 'provision'")
             .bind(&id)

@@ -33,6 +33,7 @@ pub struct TestApp {
     pub backend: RecordingBackend,
     pub worker: Worker,
     pub store: Store,
+    pub broker: bindery::broker::Broker,
     pub db_pool: sqlx::PgPool,
     pub database: String,
     stop: CancellationToken,
@@ -114,6 +115,7 @@ impl TestApp {
         let port = app.port();
         let worker = app.worker().clone();
         let store = app.store().clone();
+        let broker = app.broker().clone();
         let stop = CancellationToken::new();
         tokio::spawn(app.run_until_stopped(stop.clone(), options.run_worker));
 
@@ -129,6 +131,7 @@ impl TestApp {
             backend,
             worker,
             store,
+            broker,
             db_pool,
             database,
             stop,
@@ -144,6 +147,12 @@ impl TestApp {
         .fetch_one(&self.db_pool)
         .await
         .unwrap()
+    }
+
+    /// Waits until the audit events of every request answered so far are written
+    /// (the broker writes them in the background).
+    pub async fn flush_audit(&self) {
+        self.broker.flush_audit().await;
     }
 
     /// Starts the broker's shutdown (as SIGTERM does).

@@ -118,6 +118,7 @@ async fn no_secret_appears_in_logs_database_or_responses_at_the_most_verbose_lev
             .raw,
     );
 
+    app.flush_audit().await;
     let database_dump: String = sqlx::query_scalar(
         "select concat_ws(' ', \
             (select string_agg(t::text, ' ') from service_instance t), \

@@ -111,6 +111,7 @@ async fn every_mutating_request_is_audited_without_its_body() {
         .await;
     app.deprovision(&id, "?service_id=svc-db&plan_id=plan-small")
         .await;
+    app.flush_audit().await;
     let rows: Vec<(String, i32)> = sqlx::query_as(
         "select action, status from audit_event where instance_id = $1 order by audit_event_id",
     )
@@ -145,6 +146,7 @@ async fn credentials_are_stored_encrypted() {
             .fetch_one(&app.db_pool)
             .await
             .unwrap();
+    app.flush_audit().await;
     let everything: String = sqlx::query_scalar(
         "select concat((select string_agg(o::text, ' ') from operation o), (select string_agg(a::text, ' ') from audit_event a), (select string_agg(i::text, ' ') from service_instance i))",
     )
