@@ -218,7 +218,19 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        dispatch!(self, s => s.claim_next_operation(owner, lease).await)
+        Ok(self.claim_operations(owner, lease, 1).await?.pop())
+    }
+
+    /// Claims up to `limit` runnable operations at once, oldest due first (a worker
+    /// with several free slots fills them with one statement).
+    pub async fn claim_operations(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<OperationRecord>, sqlx::Error> {
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        dispatch!(self, s => s.claim_operations(owner, lease, limit).await)
     }
 
     /// Extends the lease; `false` when `owner` no longer holds it.

@@ -124,25 +124,32 @@ impl Worker {
                 _ = stop.cancelled() => break,
                 permit = slots.clone().acquire_owned() => permit.expect("semaphore is never closed"),
             };
+            // Fill every free slot with one claim; each claimed operation takes a slot.
+            let mut permits = vec![permit];
+            while let Ok(more) = slots.clone().try_acquire_owned() {
+                permits.push(more);
+            }
             let claimed = tokio::select! {
                 _ = stop.cancelled() => break,
-                claimed = self.executor.store.claim_next_operation(&self.owner, self.executor.lease) => claimed,
+                claimed = self.executor.store.claim_operations(&self.owner, self.executor.lease, permits.len()) => claimed,
             };
             match claimed {
-                Ok(Some(op)) => {
-                    let worker = self.clone();
-                    let running = running.clone();
-                    running.lock().expect("not poisoned").push(op.operation_id);
-                    tasks.spawn(async move {
-                        if let Err(e) = worker.run_claimed(&op).await {
-                            tracing::warn!(operation_id = %op.operation_id, error = %format!("{e:#}"), "operation step failed; it will be retried when its lease expires");
-                        }
-                        running.lock().expect("not poisoned").retain(|id| *id != op.operation_id);
-                        drop(permit);
-                    });
+                Ok(ops) if !ops.is_empty() => {
+                    for (op, permit) in ops.into_iter().zip(permits) {
+                        let worker = self.clone();
+                        let running = running.clone();
+                        running.lock().expect("not poisoned").push(op.operation_id);
+                        tasks.spawn(async move {
+                            if let Err(e) = worker.run_claimed(&op).await {
+                                tracing::warn!(operation_id = %op.operation_id, error = %format!("{e:#}"), "operation step failed; it will be retried when its lease expires");
+                            }
+                            running.lock().expect("not poisoned").retain(|id| *id != op.operation_id);
+                            drop(permit);
+                        });
+                    }
                 }
-                Ok(None) => {
-                    drop(permit);
+                Ok(_) => {
+                    drop(permits);
                     tokio::select! {
                         _ = stop.cancelled() => break,
                         _ = self.wake.notified() => {}
@@ -150,7 +157,7 @@ impl Worker {
                     }
                 }
                 Err(e) => {
-                    drop(permit);
+                    drop(permits);
                     tracing::warn!(error = %e, "cannot claim operations; retrying");
                     tokio::select! {
                         _ = stop.cancelled() => break,

@@ -129,32 +129,37 @@ impl PgStore {
         Ok(row.map(Into::into))
     }
 
-    /// Claims the next runnable operation for `owner`: one that is in progress, due,
-    /// and whose lease is free or expired (its worker died). One statement, so no
-    /// transaction stays open while the backend works.
-    pub async fn claim_next_operation(
+    /// Claims up to `limit` runnable operations for `owner`: in progress, due, and
+    /// with a free or expired lease (their worker died), oldest due first. One
+    /// statement, so no transaction stays open while the backend works; `SKIP LOCKED`
+    /// lets replicas claim side by side without waiting on each other.
+    pub async fn claim_operations(
         &self,
         owner: &str,
         lease: Duration,
-    ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        let row: Option<OperationRow> = sqlx::query_as(concat!(
+        limit: i64,
+    ) -> Result<Vec<OperationRecord>, sqlx::Error> {
+        let rows: Vec<OperationRow> = sqlx::query_as(concat!(
             "update operation set lease_owner = $1, lease_expires_at = now() + $2, \
                  attempts = attempts + 1, updated_at = now() \
-             where operation_id = ( \
+             where operation_id in ( \
                  select operation_id from operation \
                  where state = 'in progress' and next_attempt_at <= now() \
                      and (lease_expires_at is null or lease_expires_at < now()) \
                  order by next_attempt_at \
                  for update skip locked \
-                 limit 1) \
+                 limit $3) \
              returning ",
             operation_columns!()
         ))
         .bind(owner)
         .bind(lease)
-        .fetch_optional(&self.pool)
+        .bind(limit)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(row.map(Into::into))
+        let mut claimed: Vec<OperationRecord> = rows.into_iter().map(Into::into).collect();
+        claimed.sort_by_key(|op| op.next_attempt_at);
+        Ok(claimed)
     }
 
     /// Extends the lease; `false` when `owner` no longer holds it.
