@@ -13,7 +13,7 @@ pub mod postgres;
 use std::time::Duration;
 
 pub use model::{
-    AuditEvent, BindingInsert, BindingRecord, BindingState, InstanceRecord, InstanceState,
+    AuditEvent, BindingInsert, ClaimedOperation, BindingRecord, BindingState, InstanceRecord, InstanceState,
     NewBinding, NewInstance, NewOperation, OperationKind, OperationRecord, OperationTarget,
     Outcome, SealedCredentials,
 };
@@ -218,17 +218,21 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        Ok(self.claim_operations(owner, lease, 1).await?.pop())
+        Ok(self
+            .claim_operations(owner, lease, 1)
+            .await?
+            .pop()
+            .map(|claimed| claimed.operation))
     }
 
-    /// Claims up to `limit` runnable operations at once, oldest due first (a worker
-    /// with several free slots fills them with one statement).
+    /// Claims up to `limit` runnable operations at once, oldest due first, each with
+    /// its instance (a worker with several free slots fills them with one statement).
     pub async fn claim_operations(
         &self,
         owner: &str,
         lease: Duration,
         limit: usize,
-    ) -> Result<Vec<OperationRecord>, sqlx::Error> {
+    ) -> Result<Vec<ClaimedOperation>, sqlx::Error> {
         let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
         dispatch!(self, s => s.claim_operations(owner, lease, limit).await)
     }

@@ -315,6 +315,16 @@ pub struct OperationRecord {
     pub next_attempt_at: DateTime<Utc>,
 }
 
+/// An operation a worker has just leased, with its instance as the claim read it, so
+/// that running it needs no second read.
+#[derive(Debug, Clone)]
+pub struct ClaimedOperation {
+    /// The leased operation.
+    pub operation: OperationRecord,
+    /// Its instance (`None` if the row is gone, which the executor reports).
+    pub instance: Option<InstanceRecord>,
+}
+
 /// How an operation ended, with what it changes.
 #[derive(Debug, Clone)]
 pub enum Outcome {

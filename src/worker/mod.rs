@@ -80,15 +80,21 @@ impl Worker {
 
     /// Claims one due operation and runs it to its outcome (or a retry).
     pub async fn try_execute_next(&self) -> anyhow::Result<StepOutcome> {
-        let Some(op) = self
+        let Some(claimed) = self
             .executor
             .store
-            .claim_next_operation(&self.owner, self.executor.lease)
+            .claim_operations(&self.owner, self.executor.lease, 1)
             .await?
+            .pop()
         else {
             return Ok(StepOutcome::EmptyQueue);
         };
-        let execution = self.run_claimed(&op).await?;
+        let op = claimed.operation;
+        let known = claimed
+            .instance
+            .as_ref()
+            .map_or_else(Known::default, Known::instance);
+        let execution = self.run_claimed(&op, known).await?;
         Ok(StepOutcome::Ran {
             operation_id: op.operation_id,
             execution,
@@ -97,7 +103,11 @@ impl Worker {
 
     /// Runs an operation this worker has claimed, in a span of its own, and logs how
     /// it ended. Shared by the single step and the loop.
-    async fn run_claimed(&self, op: &crate::store::OperationRecord) -> anyhow::Result<Execution> {
+    async fn run_claimed(
+        &self,
+        op: &crate::store::OperationRecord,
+        known: Known<'_>,
+    ) -> anyhow::Result<Execution> {
         let span = tracing::info_span!(
             "operation",
             operation_id = %op.operation_id,
@@ -106,7 +116,7 @@ impl Worker {
         );
         let execution = tracing::Instrument::instrument(
             self.executor
-                .run(op, &self.owner, RetryPolicy::Backoff, Known::default()),
+                .run(op, &self.owner, RetryPolicy::Backoff, known),
             span,
         )
         .await?;
@@ -135,12 +145,17 @@ impl Worker {
             };
             match claimed {
                 Ok(ops) if !ops.is_empty() => {
-                    for (op, permit) in ops.into_iter().zip(permits) {
+                    for (claimed, permit) in ops.into_iter().zip(permits) {
                         let worker = self.clone();
                         let running = running.clone();
+                        let op = claimed.operation;
                         running.lock().expect("not poisoned").push(op.operation_id);
                         tasks.spawn(async move {
-                            if let Err(e) = worker.run_claimed(&op).await {
+                            let known = claimed
+                                .instance
+                                .as_ref()
+                                .map_or_else(Known::default, Known::instance);
+                            if let Err(e) = worker.run_claimed(&op, known).await {
                                 tracing::warn!(operation_id = %op.operation_id, error = %format!("{e:#}"), "operation step failed; it will be retried when its lease expires");
                             }
                             running.lock().expect("not poisoned").retain(|id| *id != op.operation_id);

@@ -8,17 +8,17 @@ use super::operations::{bind_operation, insert_operation_from};
 use crate::store::{InstanceRecord, InstanceState, NewInstance, NewOperation};
 
 #[derive(sqlx::FromRow)]
-struct InstanceRow {
-    instance_id: String,
-    service_id: String,
-    plan_id: String,
-    parameters: Value,
-    organization_guid: Option<String>,
-    space_guid: Option<String>,
-    dashboard_url: Option<String>,
-    state: String,
-    active_operation_id: Option<Uuid>,
-    maintenance_version: Option<String>,
+pub(super) struct InstanceRow {
+    pub(super) instance_id: String,
+    pub(super) service_id: String,
+    pub(super) plan_id: String,
+    pub(super) parameters: Value,
+    pub(super) organization_guid: Option<String>,
+    pub(super) space_guid: Option<String>,
+    pub(super) dashboard_url: Option<String>,
+    pub(super) state: String,
+    pub(super) active_operation_id: Option<Uuid>,
+    pub(super) maintenance_version: Option<String>,
 }
 
 impl From<InstanceRow> for InstanceRecord {

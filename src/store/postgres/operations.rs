@@ -17,7 +17,8 @@ use uuid::Uuid;
 
 use super::PgStore;
 use crate::osb::OperationState;
-use crate::store::{NewOperation, OperationKind, OperationRecord, OperationTarget, Outcome};
+use super::instances::InstanceRow;
+use crate::store::{ClaimedOperation, NewOperation, OperationKind, OperationRecord, OperationTarget, Outcome};
 
 #[derive(sqlx::FromRow)]
 struct OperationRow {
@@ -31,6 +32,49 @@ struct OperationRow {
     attempts: i32,
     deadline_at: DateTime<Utc>,
     next_attempt_at: DateTime<Utc>,
+}
+
+/// A claimed operation joined with its instance's columns (null when it is gone).
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    #[sqlx(flatten)]
+    operation: OperationRow,
+    service_id: Option<String>,
+    plan_id: Option<String>,
+    parameters: Option<Value>,
+    organization_guid: Option<String>,
+    space_guid: Option<String>,
+    dashboard_url: Option<String>,
+    instance_state: Option<String>,
+    active_operation_id: Option<Uuid>,
+    maintenance_version: Option<String>,
+}
+
+impl From<ClaimedRow> for ClaimedOperation {
+    fn from(r: ClaimedRow) -> Self {
+        let instance = match (r.service_id, r.plan_id, r.instance_state) {
+            (Some(service_id), Some(plan_id), Some(state)) => Some(
+                InstanceRow {
+                    instance_id: r.operation.instance_id.clone(),
+                    service_id,
+                    plan_id,
+                    parameters: r.parameters.unwrap_or_default(),
+                    organization_guid: r.organization_guid,
+                    space_guid: r.space_guid,
+                    dashboard_url: r.dashboard_url,
+                    state,
+                    active_operation_id: r.active_operation_id,
+                    maintenance_version: r.maintenance_version,
+                }
+                .into(),
+            ),
+            _ => None,
+        };
+        Self {
+            operation: r.operation.into(),
+            instance,
+        }
+    }
 }
 
 impl From<OperationRow> for OperationRecord {
@@ -130,36 +174,41 @@ impl PgStore {
     }
 
     /// Claims up to `limit` runnable operations for `owner`: in progress, due, and
-    /// with a free or expired lease (their worker died), oldest due first. One
-    /// statement, so no transaction stays open while the backend works; `SKIP LOCKED`
-    /// lets replicas claim side by side without waiting on each other.
+    /// with a free or expired lease (their worker died), oldest due first, each with
+    /// its instance. One statement, so no transaction stays open while the backend
+    /// works; `SKIP LOCKED` lets replicas claim side by side without waiting.
     pub async fn claim_operations(
         &self,
         owner: &str,
         lease: Duration,
         limit: i64,
-    ) -> Result<Vec<OperationRecord>, sqlx::Error> {
-        let rows: Vec<OperationRow> = sqlx::query_as(concat!(
-            "update operation set lease_owner = $1, lease_expires_at = now() + $2, \
-                 attempts = attempts + 1, updated_at = now() \
-             where operation_id in ( \
-                 select operation_id from operation \
-                 where state = 'in progress' and next_attempt_at <= now() \
-                     and (lease_expires_at is null or lease_expires_at < now()) \
-                 order by next_attempt_at \
-                 for update skip locked \
-                 limit $3) \
-             returning ",
-            operation_columns!()
+    ) -> Result<Vec<ClaimedOperation>, sqlx::Error> {
+        let rows: Vec<ClaimedRow> = sqlx::query_as(concat!(
+            "with claimed as ( \
+                 update operation set lease_owner = $1, lease_expires_at = now() + $2, \
+                     attempts = attempts + 1, updated_at = now() \
+                 where operation_id in ( \
+                     select operation_id from operation \
+                     where state = 'in progress' and next_attempt_at <= now() \
+                         and (lease_expires_at is null or lease_expires_at < now()) \
+                     order by next_attempt_at \
+                     for update skip locked \
+                     limit $3) \
+                 returning ",
+            operation_columns!(),
+            ") \
+             select claimed.*, i.service_id, i.plan_id, i.parameters, i.organization_guid, \
+                 i.space_guid, i.dashboard_url, i.state as instance_state, \
+                 i.active_operation_id, i.maintenance_version \
+             from claimed left join service_instance i using (instance_id) \
+             order by claimed.next_attempt_at"
         ))
         .bind(owner)
         .bind(lease)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut claimed: Vec<OperationRecord> = rows.into_iter().map(Into::into).collect();
-        claimed.sort_by_key(|op| op.next_attempt_at);
-        Ok(claimed)
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 
     /// Extends the lease; `false` when `owner` no longer holds it.
