@@ -35,7 +35,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 bindery \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin bindery
+        --shell /usr/sbin/nologin bindery \
+    && install -d -o 10001 -g 10001 -m 0700 /var/lib/bindery
 
 COPY --from=builder /build/target/release/bindery /usr/local/bin/bindery
 # The default catalog; Kubernetes mounts its ConfigMap over this file.
@@ -43,7 +44,12 @@ COPY catalog.yaml /etc/bindery/catalog.yaml
 # The binary embeds the migrations; the folder is shipped so operators can read them.
 COPY migrations /usr/share/bindery/migrations
 
-ENV BINDERY_CATALOG=/etc/bindery/catalog.yaml \
+# Without DATABASE_URL, state goes to a SQLite file in the data directory: fine for a
+# trial (`docker run -v bindery-data:/var/lib/bindery …`); production sets DATABASE_URL
+# to PostgreSQL, as deploy/ does.
+VOLUME /var/lib/bindery
+ENV BINDERY_DATA_DIR=/var/lib/bindery \
+    BINDERY_CATALOG=/etc/bindery/catalog.yaml \
     BINDERY_LISTEN=0.0.0.0:8080 \
     BINDERY_LOG_FORMAT=json
 EXPOSE 8080

@@ -69,7 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Openapi { .. } => unreachable!("handled before loading settings"),
         Command::Migrate => {
             Store::open(
-                settings.database_url.expose_secret(),
+                settings.store_url().expose_secret(),
                 &StoreOptions::default(),
             )
             .await?
@@ -86,7 +86,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let keyring = crate::crypto::Keyring::parse(spec.expose_secret())
                 .context("BINDERY_ENCRYPTION_KEYS")?;
             let store = Store::open(
-                settings.database_url.expose_secret(),
+                settings.store_url().expose_secret(),
                 &StoreOptions::default(),
             )
             .await?;
@@ -124,6 +124,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    if settings.database_url.is_none() {
+        // The first line a new user sees: where their state goes, and how to move it.
+        tracing::info!(
+            path = %settings.data_dir.join("bindery.db").display(),
+            "DATABASE_URL is not set: keeping bindery's state in a SQLite file in the data directory (BINDERY_DATA_DIR); one replica only, set DATABASE_URL=postgres://… for production"
+        );
+    }
     let registry = builtin_backends(settings)?;
     let app = Application::build(settings, registry).await?;
     tracing::info!(port = app.port(), "bindery is serving the OSB API");

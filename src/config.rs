@@ -45,7 +45,14 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         path: "database_url",
         secret: true,
         kind: EnvKind::Text,
-        help: "PostgreSQL URL of bindery's own state database (created if missing)",
+        help: "bindery's own state store: postgres://… (created if missing; production, several replicas) or sqlite://PATH; unset: a SQLite file in BINDERY_DATA_DIR",
+    },
+    EnvVar {
+        name: "BINDERY_DATA_DIR",
+        path: "data_dir",
+        secret: false,
+        kind: EnvKind::Text,
+        help: "directory of bindery's own files: the SQLite state store (bindery.db) when DATABASE_URL is unset",
     },
     EnvVar {
         name: "BINDERY_LISTEN",
@@ -329,9 +336,12 @@ pub struct Settings {
     /// Where the OSB API listens.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// bindery's own database.
-    #[serde(default = "default_database_url")]
-    pub database_url: SecretString,
+    /// bindery's own state store; unset: the SQLite file in `data_dir`.
+    #[serde(default)]
+    pub database_url: Option<SecretString>,
+    /// Directory of bindery's own files (the default SQLite store).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
     /// Pool size for bindery's database.
     #[serde(default = "default_pool")]
     pub database_max_connections: u32,
@@ -510,8 +520,8 @@ pub struct PostgresSettings {
 fn default_listen() -> SocketAddr {
     "0.0.0.0:8080".parse().expect("valid default")
 }
-fn default_database_url() -> SecretString {
-    SecretString::from("postgres://postgres@127.0.0.1:5432/bindery")
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
 }
 fn default_pool() -> u32 {
     16
@@ -609,6 +619,17 @@ impl Settings {
             serde_json::from_value(Value::Object(document)).context("invalid configuration")?;
         settings.check()?;
         Ok(settings)
+    }
+
+    /// The state store's URL: `DATABASE_URL`, or the SQLite file in the data directory.
+    pub fn store_url(&self) -> SecretString {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => SecretString::from(format!(
+                "sqlite://{}",
+                self.data_dir.join("bindery.db").display()
+            )),
+        }
     }
 
     fn check(&self) -> anyhow::Result<()> {

@@ -222,7 +222,7 @@ impl Application {
         let catalog = Arc::new(load_catalog(&settings.catalog, &backends)?);
 
         let store = Store::open(
-            settings.database_url.expose_secret(),
+            settings.store_url().expose_secret(),
             &StoreOptions {
                 max_connections: settings.database_max_connections,
                 ..StoreOptions::default()

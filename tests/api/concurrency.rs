@@ -104,7 +104,7 @@ async fn a_deprovision_racing_binds_never_leaves_a_live_binding_of_a_deleted_ins
             "select count(*) from service_binding where instance_id = $1 and deleted_at is null",
         )
         .bind(&id)
-        .fetch_one(&app.db_pool)
+        .fetch_one(app.db_pool())
         .await
         .unwrap();
         assert_eq!(live, 0, "every binding went with the instance");

@@ -306,7 +306,7 @@ async fn a11_the_originating_identity_is_decoded_into_the_audit_trail() {
     let (platform, who, status): (String, serde_json::Value, i32) =
         sqlx::query_as("select platform, identity, status from audit_event where instance_id = $1 and action = 'provision'")
             .bind(&id)
-            .fetch_one(&app.db_pool)
+            .fetch_one(app.db_pool())
             .await
             .unwrap();
     assert_eq!(platform, "kubernetes");

@@ -774,7 +774,7 @@ async fn deprovision_removes_the_bindings_of_the_instance() {
     let sealed: Option<Vec<u8>> =
         sqlx::query_scalar("select credentials from service_binding where binding_id = $1")
             .bind(&b)
-            .fetch_one(&app.db_pool)
+            .fetch_one(app.db_pool())
             .await
             .unwrap();
     assert!(

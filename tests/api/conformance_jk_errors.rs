@@ -104,7 +104,7 @@ async fn j143_internal_errors_hide_the_cause_and_give_the_request_id() {
     let app = TestApp::spawn().await;
     // Sabotage the schema so that the store fails in an unexpected way.
     sqlx::query("alter table service_instance rename column dashboard_url to gone")
-        .execute(&app.db_pool)
+        .execute(app.db_pool())
         .await
         .unwrap();
     let r = app

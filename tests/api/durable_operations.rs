@@ -23,7 +23,7 @@ async fn quiet_app() -> TestApp {
 async fn make_due(app: &TestApp, id: &str) {
     sqlx::query("update operation set next_attempt_at = now() where instance_id = $1 and state = 'in progress'")
         .bind(id)
-        .execute(&app.db_pool)
+        .execute(app.db_pool())
         .await
         .unwrap();
 }
@@ -31,7 +31,7 @@ async fn make_due(app: &TestApp, id: &str) {
 async fn seconds_until_next_attempt(app: &TestApp, id: &str) -> f64 {
     sqlx::query_scalar("select extract(epoch from next_attempt_at - now())::float8 from operation where instance_id = $1")
         .bind(id)
-        .fetch_one(&app.db_pool)
+        .fetch_one(app.db_pool())
         .await
         .unwrap()
 }
@@ -56,7 +56,7 @@ async fn an_operation_is_claimed_by_exactly_one_worker() {
     let owner: String =
         sqlx::query_scalar("select lease_owner from operation where instance_id = $1")
             .bind(&id)
-            .fetch_one(&app.db_pool)
+            .fetch_one(app.db_pool())
             .await
             .unwrap();
     assert!(owner.starts_with("worker-"));
@@ -156,7 +156,7 @@ async fn an_operation_past_its_maximum_duration_is_failed_not_left_in_progress()
         "update operation set deadline_at = now() - interval '1 second' where instance_id = $1",
     )
     .bind(&id)
-    .execute(&app.db_pool)
+    .execute(app.db_pool())
     .await
     .unwrap();
     app.drain().await;
@@ -490,7 +490,7 @@ async fn on_shutdown_the_worker_releases_the_leases_of_unfinished_operations() {
     };
     let mut claimed = false;
     for _ in 0..100 {
-        if owner_of(app.db_pool.clone(), id.clone()).await.is_some() {
+        if owner_of(app.db_pool().clone(), id.clone()).await.is_some() {
             claimed = true;
             break;
         }
@@ -500,7 +500,7 @@ async fn on_shutdown_the_worker_releases_the_leases_of_unfinished_operations() {
     app.shut_down();
     let mut released = false;
     for _ in 0..100 {
-        if owner_of(app.db_pool.clone(), id.clone()).await.is_none() {
+        if owner_of(app.db_pool().clone(), id.clone()).await.is_none() {
             released = true;
             break;
         }

@@ -20,6 +20,13 @@ pub const USER: &str = "platform";
 pub const PASSWORD: &str = "platform-password-7f3a";
 pub const TEST_KEY: &str = "test:q1ZQDkyvSO0jD0b1S1OEBlJGwqvbCuX1B6e4MZq0C5c=";
 
+/// Which store the suite runs on: PostgreSQL (default) or, with
+/// `BINDERY_TEST_STORE=sqlite`, a SQLite file per test. Tests that look into
+/// PostgreSQL's tables themselves run on PostgreSQL only (scripts/test).
+pub fn on_sqlite() -> bool {
+    std::env::var("BINDERY_TEST_STORE").is_ok_and(|s| s == "sqlite")
+}
+
 /// The server every test database lives on.
 pub fn server_url() -> String {
     std::env::var("BINDERY_TEST_DATABASE_SERVER")
@@ -34,7 +41,7 @@ pub struct TestApp {
     pub worker: Worker,
     pub store: Store,
     pub broker: bindery::broker::Broker,
-    pub db_pool: sqlx::PgPool,
+    db_pool: Option<sqlx::PgPool>,
     pub database: String,
     stop: CancellationToken,
 }
@@ -73,22 +80,26 @@ impl TestApp {
 
     pub async fn spawn_with(options: Spawn) -> Self {
         init_logging();
+        let dir =
+            std::env::temp_dir().join(format!("bindery-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
         let database_url = options
             .env
             .iter()
             .find(|(k, _)| k == "DATABASE_URL")
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| {
-                format!(
-                    "{}/bindery_test_{}",
-                    server_url(),
-                    uuid::Uuid::new_v4().simple()
-                )
+                if on_sqlite() {
+                    format!("sqlite://{}", dir.join("bindery.db").display())
+                } else {
+                    format!(
+                        "{}/bindery_test_{}",
+                        server_url(),
+                        uuid::Uuid::new_v4().simple()
+                    )
+                }
             });
         let database = database_url.rsplit('/').next().unwrap().to_owned();
-        let dir =
-            std::env::temp_dir().join(format!("bindery-test-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
         let catalog_path = dir.join("catalog.yaml");
         std::fs::write(&catalog_path, &options.catalog).unwrap();
 
@@ -119,11 +130,17 @@ impl TestApp {
         let stop = CancellationToken::new();
         tokio::spawn(app.run_until_stopped(stop.clone(), options.run_worker));
 
-        let db_pool = PgPoolOptions::new()
-            .max_connections(2)
-            .connect(&database_url)
-            .await
-            .unwrap();
+        let db_pool = if database_url.starts_with("postgres") {
+            Some(
+                PgPoolOptions::new()
+                    .max_connections(2)
+                    .connect(&database_url)
+                    .await
+                    .unwrap(),
+            )
+        } else {
+            None
+        };
         Self {
             base: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::new(),
@@ -138,13 +155,21 @@ impl TestApp {
         }
     }
 
+    /// A direct connection to the test's PostgreSQL database, for tests that look at
+    /// or tamper with rows themselves. Such tests are left out of the SQLite run.
+    pub fn db_pool(&self) -> &sqlx::PgPool {
+        self.db_pool
+            .as_ref()
+            .expect("this test reads PostgreSQL's tables itself: it runs on the PostgreSQL store only")
+    }
+
     /// The stored state of the newest operation of an instance.
     pub async fn last_operation_state_in_db(&self, id: &str) -> String {
         sqlx::query_scalar(
             "select state from operation where instance_id = $1 order by created_at desc limit 1",
         )
         .bind(id)
-        .fetch_one(&self.db_pool)
+        .fetch_one(self.db_pool())
         .await
         .unwrap()
     }

@@ -77,7 +77,7 @@ async fn v2_15_an_update_with_only_a_newer_maintenance_info_is_an_upgrade_the_ba
     // The catalog moved on since this instance was provisioned.
     sqlx::query("update service_instance set maintenance_version = '1.0.0' where instance_id = $1")
         .bind(&id)
-        .execute(&app.db_pool)
+        .execute(app.db_pool())
         .await
         .unwrap();
     app.version = "2.17".into();

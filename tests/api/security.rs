@@ -126,7 +126,7 @@ async fn no_secret_appears_in_logs_database_or_responses_at_the_most_verbose_lev
             (select string_agg(t::text, ' ') from operation t), \
             (select string_agg(t::text, ' ') from audit_event t))",
     )
-    .fetch_one(&app.db_pool)
+    .fetch_one(app.db_pool())
     .await
     .unwrap();
     let log_text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
@@ -208,7 +208,7 @@ async fn credentials_survive_a_key_rotation_and_an_unknown_key_fails_closed() {
     let label: String =
         sqlx::query_scalar("select credentials_key from service_binding where binding_id = $1")
             .bind(&b)
-            .fetch_one(&first.db_pool)
+            .fetch_one(first.db_pool())
             .await
             .unwrap();
     assert_eq!(label, "b");

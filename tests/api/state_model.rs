@@ -49,13 +49,13 @@ async fn an_inline_operation_whose_broker_died_is_finished_by_the_worker_after_i
     // Simulate a broker that leased the operation and died.
     sqlx::query("update operation set lease_owner = 'dead-broker', lease_expires_at = now() + interval '1 hour' where instance_id = $1")
         .bind(&id)
-        .execute(&app.db_pool)
+        .execute(app.db_pool())
         .await
         .unwrap();
     assert_eq!(app.drain().await, 0, "a live lease is respected");
     sqlx::query("update operation set lease_expires_at = now() - interval '1 second' where instance_id = $1")
         .bind(&id)
-        .execute(&app.db_pool)
+        .execute(app.db_pool())
         .await
         .unwrap();
     assert_eq!(app.drain().await, 1, "an expired lease is taken over");
@@ -116,7 +116,7 @@ async fn every_mutating_request_is_audited_without_its_body() {
         "select action, status from audit_event where instance_id = $1 order by audit_event_id",
     )
     .bind(&id)
-    .fetch_all(&app.db_pool)
+    .fetch_all(app.db_pool())
     .await
     .unwrap();
     assert_eq!(
@@ -143,14 +143,14 @@ async fn credentials_are_stored_encrypted() {
         .to_owned();
     let dump: String =
         sqlx::query_scalar("select coalesce(string_agg(t::text, ' '), '') from service_binding t")
-            .fetch_one(&app.db_pool)
+            .fetch_one(app.db_pool())
             .await
             .unwrap();
     app.flush_audit().await;
     let everything: String = sqlx::query_scalar(
         "select concat((select string_agg(o::text, ' ') from operation o), (select string_agg(a::text, ' ') from audit_event a), (select string_agg(i::text, ' ') from service_instance i))",
     )
-    .fetch_one(&app.db_pool)
+    .fetch_one(app.db_pool())
     .await
     .unwrap();
     assert!(
@@ -161,7 +161,7 @@ async fn credentials_are_stored_encrypted() {
     let (label,): (String,) =
         sqlx::query_as("select credentials_key from service_binding where binding_id = $1")
             .bind(&b)
-            .fetch_one(&app.db_pool)
+            .fetch_one(app.db_pool())
             .await
             .unwrap();
     assert_eq!(label, "test");
@@ -241,7 +241,7 @@ async fn a_running_provision_that_is_superseded_stops_at_its_next_lease_renewal(
     let op: uuid::Uuid =
         sqlx::query_scalar("select operation_id from operation where instance_id = $1")
             .bind(&id)
-            .fetch_one(&app.db_pool)
+            .fetch_one(app.db_pool())
             .await
             .unwrap();
     // Claim it as a worker would, then delete while "it runs".
@@ -272,7 +272,7 @@ async fn a_running_provision_that_is_superseded_stops_at_its_next_lease_renewal(
     assert!(!renewed, "the running attempt learns it was cancelled");
     sqlx::query("update operation set next_attempt_at = now() where instance_id = $1 and kind = 'deprovision'")
         .bind(&id)
-        .execute(&app.db_pool)
+        .execute(app.db_pool())
         .await
         .unwrap();
     assert_eq!(app.drain().await, 1);
