@@ -29,7 +29,8 @@ use uuid::Uuid;
 /// How to size and wait on the store's connections.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Most connections the pool opens.
+    /// Most connections the pool opens. A SQLite store opens this many readers and
+    /// always one writer.
     pub max_connections: u32,
     /// How long a request waits for a connection before answering 503.
     pub acquire_timeout: Duration,

@@ -259,3 +259,38 @@ fn decode_error(message: String) -> sqlx::Error {
 fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     Value::from(items.into_iter().collect::<Vec<_>>()).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::path_from_url;
+
+    #[test]
+    fn a_sqlite_url_names_its_path_literally() {
+        for (url, path) in [
+            ("sqlite://data/bindery.db", "data/bindery.db"),
+            ("sqlite:data/bindery.db", "data/bindery.db"),
+            (
+                "sqlite:///var/lib/bindery/state.db",
+                "/var/lib/bindery/state.db",
+            ),
+            (
+                "sqlite:/var/lib/bindery/state.db",
+                "/var/lib/bindery/state.db",
+            ),
+            ("SQLite://Data/My State.db", "Data/My State.db"),
+        ] {
+            assert_eq!(path_from_url(url).unwrap(), PathBuf::from(path), "{url}");
+        }
+        for url in [
+            "sqlite:",
+            "sqlite://",
+            "sqlite::memory:",
+            "sqlite://a.db?mode=ro",
+            "postgres://x",
+        ] {
+            assert!(path_from_url(url).is_err(), "{url}");
+        }
+    }
+}
