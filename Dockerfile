@@ -1,7 +1,7 @@
 # bindery's container image: `docker build -t bindery .` from the repository root.
 # Two stages: a Rust toolchain builds the release binary, a slim Debian runs it.
 
-# Pinned to the toolchain the project is developed with (Cargo.toml: rust-version 1.88,
+# Pinned to the toolchain the project is developed with (Cargo.toml: rust-version 1.89,
 # edition 2024). Bookworm on both sides, so the binary's glibc matches the runtime's.
 FROM rust:1.95-bookworm AS builder
 WORKDIR /build

@@ -1,4 +1,5 @@
-//! The command line: `bindery serve | migrate | check-catalog | rotate-keys | openapi`.
+//! The command line: `bindery serve | migrate | migrate-store | check-catalog | rotate-keys |
+//! openapi`.
 
 use std::path::PathBuf;
 
@@ -10,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::load_catalog;
 use crate::config::Settings;
 use crate::startup::{Application, builtin_backends};
+use crate::store::copy::{DEFAULT_PAGE_SIZE, copy_state};
 use crate::store::{Store, StoreOptions};
 
 /// bindery, an Open Service Broker.
@@ -31,6 +33,18 @@ pub enum Command {
     Serve,
     /// Create bindery's database if needed and apply pending migrations, then exit.
     Migrate,
+    /// Copy all of bindery's state (instances, bindings, operations, audit trail) from
+    /// one store to another, e.g. from a SQLite file to PostgreSQL, then exit. Stop the
+    /// broker first. The target is migrated first and must hold no instance, binding or
+    /// operation.
+    MigrateStore {
+        /// The store to copy from: sqlite://PATH or postgres://USER@HOST/DATABASE.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The store to copy into: sqlite://PATH or postgres://USER@HOST/DATABASE.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Re-encrypt every stored credential under the primary key (the first of
     /// BINDERY_ENCRYPTION_KEYS), then exit. Run it after adding a new primary key and
     /// before removing an old one.
@@ -68,16 +82,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(&settings).await,
         Command::Openapi { .. } => unreachable!("handled before loading settings"),
         Command::Migrate => {
-            Store::open(
+            let store = Store::open(
                 settings.store_url().expose_secret(),
                 &StoreOptions::default(),
             )
-            .await?
-            .migrate()
             .await?;
+            let migrated = store.migrate().await;
+            store.close().await;
+            migrated?;
             println!("migrations applied");
             Ok(())
         }
+        Command::MigrateStore { from, to } => migrate_store(&from, &to).await,
         Command::RotateKeys => {
             let spec = settings
                 .encryption_keys
@@ -90,8 +106,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 &StoreOptions::default(),
             )
             .await?;
-            store.migrate().await?;
-            let report = crate::keys::rotate(&store, &keyring).await?;
+            let report = match store.migrate().await {
+                Ok(()) => crate::keys::rotate(&store, &keyring).await,
+                Err(e) => Err(e),
+            };
+            store.close().await;
+            let report = report?;
             println!(
                 "re-encrypted {} credential(s) under key `{}`",
                 report.resealed,
@@ -123,6 +143,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+async fn migrate_store(from: &str, to: &str) -> anyhow::Result<()> {
+    let options = StoreOptions::default();
+    let source = Store::open_existing(from, &options)
+        .await
+        .context("opening the store to copy from (--from)")?;
+    let target = Store::open(to, &options)
+        .await
+        .context("opening the store to copy into (--to)")?;
+    let copied = copy_state(&source, &target, DEFAULT_PAGE_SIZE).await;
+    source.close().await;
+    target.close().await;
+    let copied = copied?;
+    println!(
+        "copied from {} to {}:",
+        source.describe(),
+        target.describe()
+    );
+    println!("  instances:    {}", copied.instances);
+    println!("  bindings:     {}", copied.bindings);
+    println!("  operations:   {}", copied.operations);
+    println!("  audit events: {}", copied.audit_events);
+    Ok(())
+}
+
 async fn serve(settings: &Settings) -> anyhow::Result<()> {
     if settings.database_url.is_none() {
         // The first line a new user sees: where their state goes, and how to move it.
@@ -141,7 +185,12 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         tracing::info!("shutdown requested; finishing in-flight work");
         signal_stop.cancel();
     });
-    app.run_until_stopped(stop, true).await.context("serving")
+    let store = app.store().clone();
+    let served = app.run_until_stopped(stop, true).await.context("serving");
+    // Checkpoints SQLite's write-ahead log into the file, so that a copy of the file
+    // alone is a complete backup; closes PostgreSQL's connections cleanly.
+    store.close().await;
+    served
 }
 
 async fn shutdown_signal() {

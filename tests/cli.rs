@@ -129,7 +129,7 @@ fn version_and_help_work() {
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("bindery "));
     let output = bindery().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&output.stdout);
-    for command in ["serve", "migrate", "check-catalog"] {
+    for command in ["serve", "migrate", "migrate-store", "check-catalog"] {
         assert!(help.contains(command), "{help}");
     }
 }

@@ -7,8 +7,10 @@
 //! enforce the same rules (idempotency, conflicts, tombstones, one owner per
 //! operation) in the database, never with locks held by the broker's code.
 
+pub mod copy;
 mod model;
 pub mod postgres;
+pub mod sqlite;
 
 use std::time::Duration;
 
@@ -18,13 +20,17 @@ pub use model::{
     Outcome, SealedCredentials,
 };
 pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use copy::{ExportedBinding, ExportedInstance, ExportedOperation, RowCounts};
 
 use uuid::Uuid;
 
 /// How to size and wait on the store's connections.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Most connections the pool opens.
+    /// Most connections the pool opens. A SQLite store opens this many readers and
+    /// always one writer.
     pub max_connections: u32,
     /// How long a request waits for a connection before answering 503.
     pub acquire_timeout: Duration,
@@ -48,6 +54,8 @@ impl Default for StoreOptions {
 pub enum Store {
     /// A PostgreSQL database.
     Postgres(PgStore),
+    /// A SQLite file, for one process.
+    Sqlite(SqliteStore),
 }
 
 /// Calls the same method on whichever store this is.
@@ -55,25 +63,63 @@ macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             Store::Postgres($store) => $call,
+            Store::Sqlite($store) => $call,
         }
     };
 }
 
 impl Store {
-    /// Opens the store a URL names: `postgres://` (the database is created when it is
-    /// missing; connections are made lazily so the broker starts while the server is
-    /// away).
+    /// Opens the store a URL names, by its scheme:
+    ///
+    /// * `postgres://` or `postgresql://`: the database is created when it is missing;
+    ///   connections are made lazily so the broker starts while the server is away.
+    /// * `sqlite://PATH` or `sqlite:PATH`: the file (and its directory) is created when
+    ///   missing. Fails when another process has it open.
     pub async fn open(url: &str, options: &StoreOptions) -> anyhow::Result<Self> {
-        let pg = postgres::connect_options(url)?;
-        postgres::ensure_database(&pg).await?;
-        Ok(Self::Postgres(PgStore::connect_lazy(pg, options)))
+        match StoreKind::of(url)? {
+            StoreKind::Postgres => {
+                let pg = postgres::connect_options(url)?;
+                postgres::ensure_database(&pg).await?;
+                Ok(Self::Postgres(PgStore::connect_lazy(pg, options)))
+            }
+            StoreKind::Sqlite => {
+                let path = sqlite::path_from_url(url)?;
+                Ok(Self::Sqlite(SqliteStore::open(&path, options).await?))
+            }
+        }
+    }
+
+    /// Opens a store that must exist already, creating nothing (a store to copy from):
+    /// a missing SQLite file is an error, and a PostgreSQL database that does not
+    /// exist is reported by [`is_ready`](Self::is_ready) as not ready.
+    pub async fn open_existing(url: &str, options: &StoreOptions) -> anyhow::Result<Self> {
+        match StoreKind::of(url)? {
+            StoreKind::Postgres => Ok(Self::Postgres(PgStore::connect_lazy(
+                postgres::connect_options(url)?,
+                options,
+            ))),
+            StoreKind::Sqlite => {
+                let path = sqlite::path_from_url(url)?;
+                Ok(Self::Sqlite(
+                    SqliteStore::open_existing(&path, options).await?,
+                ))
+            }
+        }
     }
 
     /// What this store is, for the start-up log: never a password.
     pub fn describe(&self) -> String {
         match self {
             Self::Postgres(_) => "PostgreSQL".to_owned(),
+            Self::Sqlite(s) => format!("SQLite file {}", s.path().display()),
         }
+    }
+
+    /// Closes the store's connections and waits until they are closed. A SQLite store
+    /// checkpoints its write-ahead log into the file as its last connection closes;
+    /// its lock file is released when the last handle is dropped.
+    pub async fn close(&self) {
+        dispatch!(self, s => s.close().await)
     }
 
     /// Applies pending migrations.
@@ -310,6 +356,96 @@ impl Store {
     }
 }
 
+/// Whole rows in and out, for copying state between stores ([`copy::copy_state`]).
+impl Store {
+    /// Rows per table.
+    pub async fn count_rows(&self) -> Result<RowCounts, sqlx::Error> {
+        dispatch!(self, s => s.count_rows().await)
+    }
+
+    /// Up to `limit` instances (tombstones included) after `after`, in id order.
+    pub async fn export_instances(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ExportedInstance>, sqlx::Error> {
+        dispatch!(self, s => s.export_instances(after, limit).await)
+    }
+
+    /// Inserts instances exactly as exported, in one transaction.
+    pub async fn import_instances(&self, rows: &[ExportedInstance]) -> Result<(), sqlx::Error> {
+        dispatch!(self, s => s.import_instances(rows).await)
+    }
+
+    /// Up to `limit` bindings (tombstones included) after `after`, in id order.
+    pub async fn export_bindings(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ExportedBinding>, sqlx::Error> {
+        dispatch!(self, s => s.export_bindings(after, limit).await)
+    }
+
+    /// Inserts bindings exactly as exported, in one transaction; their instances must
+    /// be there already.
+    pub async fn import_bindings(&self, rows: &[ExportedBinding]) -> Result<(), sqlx::Error> {
+        dispatch!(self, s => s.import_bindings(rows).await)
+    }
+
+    /// Up to `limit` operations (finished ones included) after `after`, in id order.
+    pub async fn export_operations(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<ExportedOperation>, sqlx::Error> {
+        dispatch!(self, s => s.export_operations(after, limit).await)
+    }
+
+    /// Inserts operations exactly as exported, in one transaction.
+    pub async fn import_operations(&self, rows: &[ExportedOperation]) -> Result<(), sqlx::Error> {
+        dispatch!(self, s => s.import_operations(rows).await)
+    }
+
+    /// Up to `limit` audit events after the one numbered `after`, oldest first, each
+    /// with its number in this store.
+    pub async fn export_audit_events(
+        &self,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<(i64, AuditEvent)>, sqlx::Error> {
+        dispatch!(self, s => s.export_audit_events(after, limit).await)
+    }
+}
+
+/// Which store a URL names.
+enum StoreKind {
+    Postgres,
+    Sqlite,
+}
+
+impl StoreKind {
+    /// By the URL's scheme. The error names the scheme only: the rest of a URL may hold
+    /// a password.
+    fn of(url: &str) -> anyhow::Result<Self> {
+        let scheme = url
+            .split_once(':')
+            .map(|(scheme, _)| scheme.to_ascii_lowercase())
+            .filter(|scheme| !scheme.is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the database URL has no scheme: use postgres://USER@HOST/DATABASE or sqlite://PATH"
+                )
+            })?;
+        match scheme.as_str() {
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            "sqlite" => Ok(Self::Sqlite),
+            other => anyhow::bail!(
+                "the database URL's scheme `{other}` is not supported: use postgres://USER@HOST/DATABASE or sqlite://PATH"
+            ),
+        }
+    }
+}
+
 /// True when an error means "the database is unreachable or busy" rather than "the
 /// query is wrong": those become 503 so a platform retries instead of
 /// orphan-mitigating.
@@ -320,11 +456,24 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(e) => e.code().is_some_and(|c| {
-            // PostgreSQL 08: connection exception; 57P: operator intervention
-            // (shutdown, starting up); 53300: too many connections.
-            c.starts_with("08") || c.starts_with("57P") || c == "53300"
-        }),
+        sqlx::Error::Database(e) => {
+            // Both databases report numeric codes: which one answered decides what the
+            // number means.
+            if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLite's extended code; its low byte is the primary code. 5 BUSY, 6
+                // LOCKED: the file is held by something else for longer than the busy
+                // timeout.
+                return e
+                    .code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .is_some_and(|c| matches!(c & 0xff, 5 | 6));
+            }
+            e.code().is_some_and(|c| {
+                // PostgreSQL 08: connection exception; 57P: operator intervention
+                // (shutdown, starting up); 53300: too many connections.
+                c.starts_with("08") || c.starts_with("57P") || c == "53300"
+            })
+        }
         _ => false,
     }
 }

@@ -7,6 +7,7 @@
 
 mod audit;
 mod bindings;
+mod copy;
 mod instances;
 mod operations;
 
@@ -62,6 +63,11 @@ impl PgStore {
     /// The pool, for readiness checks.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Closes the pool's connections.
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// Applies pending migrations.
