@@ -133,3 +133,83 @@ fn version_and_help_work() {
         assert!(help.contains(command), "{help}");
     }
 }
+
+/// Starts `bindery serve` with no DATABASE_URL on `data_dir` and returns the process
+/// once it serves, with what it printed until then.
+fn serve_without_database_url(data_dir: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::{BufRead as _, BufReader};
+    let catalog = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml");
+    let mut child = bindery()
+        .arg("serve")
+        .env("BINDERY_DATA_DIR", data_dir)
+        .env("BINDERY_LISTEN", "127.0.0.1:0")
+        .env("BINDERY_CATALOG", catalog)
+        .env("BINDERY_USERNAME", "u")
+        .env("BINDERY_PASSWORD", "p")
+        .env("BINDERY_LOG_FORMAT", "json")
+        .env(
+            "BINDERY_ENCRYPTION_KEYS",
+            "k:q1ZQDkyvSO0jD0b1S1OEBlJGwqvbCuX1B6e4MZq0C5c=",
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut printed = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.contains("bindery is serving the OSB API") {
+            break;
+        }
+    }
+    (child, printed)
+}
+
+#[test]
+fn without_database_url_the_state_goes_to_sqlite_in_the_data_dir_and_the_first_line_says_so() {
+    let dir = std::env::temp_dir().join(format!("bindery-data-{}", uuid::Uuid::new_v4().simple()));
+    let (mut first, printed) = serve_without_database_url(&dir);
+    assert!(
+        printed.contains("bindery is serving the OSB API"),
+        "the broker started: {printed}"
+    );
+    let first_line = printed.lines().next().unwrap_or_default();
+    assert!(
+        first_line.contains("SQLite") && first_line.contains(&*dir.to_string_lossy()),
+        "the first log line names the SQLite file: {first_line}"
+    );
+    assert!(dir.join("bindery.db").is_file(), "the state file exists");
+
+    // A second broker on the same data directory is refused: one process per file.
+    let second = bindery()
+        .arg("serve")
+        .env("BINDERY_DATA_DIR", &dir)
+        .env("BINDERY_LISTEN", "127.0.0.1:0")
+        .env(
+            "BINDERY_CATALOG",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"),
+        )
+        .env("BINDERY_USERNAME", "u")
+        .env("BINDERY_PASSWORD", "p")
+        .env(
+            "BINDERY_ENCRYPTION_KEYS",
+            "k:q1ZQDkyvSO0jD0b1S1OEBlJGwqvbCuX1B6e4MZq0C5c=",
+        )
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&second.stdout),
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(!second.status.success(), "the second broker must not start");
+    assert!(
+        said.contains("another bindery process"),
+        "the refusal says why: {said}"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -15,9 +15,9 @@ pub mod sqlite;
 use std::time::Duration;
 
 pub use model::{
-    AuditEvent, BindingInsert, ClaimedOperation, BindingRecord, BindingState, InstanceRecord, InstanceState,
-    NewBinding, NewInstance, NewOperation, OperationKind, OperationRecord, OperationTarget,
-    Outcome, SealedCredentials,
+    AuditEvent, BindingInsert, BindingRecord, BindingState, ClaimedOperation, InstanceRecord,
+    InstanceState, NewBinding, NewInstance, NewOperation, OperationKind, OperationRecord,
+    OperationTarget, Outcome, SealedCredentials,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

@@ -42,6 +42,7 @@ pub struct TestApp {
     pub store: Store,
     pub broker: bindery::broker::Broker,
     db_pool: Option<sqlx::PgPool>,
+    database_url: String,
     pub database: String,
     stop: CancellationToken,
 }
@@ -150,6 +151,7 @@ impl TestApp {
             store,
             broker,
             db_pool,
+            database_url,
             database,
             stop,
         }
@@ -158,9 +160,36 @@ impl TestApp {
     /// A direct connection to the test's PostgreSQL database, for tests that look at
     /// or tamper with rows themselves. Such tests are left out of the SQLite run.
     pub fn db_pool(&self) -> &sqlx::PgPool {
-        self.db_pool
-            .as_ref()
-            .expect("this test reads PostgreSQL's tables itself: it runs on the PostgreSQL store only")
+        self.db_pool.as_ref().expect(
+            "this test reads PostgreSQL's tables itself: it runs on the PostgreSQL store only",
+        )
+    }
+
+    /// Everything the store holds, as text to search: PostgreSQL's rows, or the bytes
+    /// of the SQLite file and its write-ahead log.
+    pub async fn state_dump(&self) -> String {
+        match &self.db_pool {
+            Some(pool) => sqlx::query_scalar(
+                "select concat_ws(' ', \
+                    (select string_agg(t::text, ' ') from service_instance t), \
+                    (select string_agg(t::text, ' ') from service_binding t), \
+                    (select string_agg(t::text, ' ') from operation t), \
+                    (select string_agg(t::text, ' ') from audit_event t))",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+            None => {
+                let path = self
+                    .database_url
+                    .strip_prefix("sqlite://")
+                    .expect("a sqlite:// URL");
+                let mut bytes = std::fs::read(path).unwrap();
+                bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
+                assert!(bytes.len() > 4096, "the SQLite file holds the state");
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+        }
     }
 
     /// The stored state of the newest operation of an instance.

@@ -22,4 +22,5 @@ mod postgres_e2e;
 mod private_pg;
 mod security;
 mod state_model;
+mod store_migration;
 mod tls;

@@ -16,9 +16,11 @@ use sqlx::Postgres;
 use uuid::Uuid;
 
 use super::PgStore;
-use crate::osb::OperationState;
 use super::instances::InstanceRow;
-use crate::store::{ClaimedOperation, NewOperation, OperationKind, OperationRecord, OperationTarget, Outcome};
+use crate::osb::OperationState;
+use crate::store::{
+    ClaimedOperation, NewOperation, OperationKind, OperationRecord, OperationTarget, Outcome,
+};
 
 #[derive(sqlx::FromRow)]
 struct OperationRow {

@@ -16,7 +16,9 @@ use uuid::fmt::Hyphenated;
 
 use super::{SqliteStore, id, json, now, parse_json, plus, time};
 use crate::osb::OperationState;
-use crate::store::{ClaimedOperation, NewOperation, OperationKind, OperationRecord, OperationTarget, Outcome};
+use crate::store::{
+    ClaimedOperation, NewOperation, OperationKind, OperationRecord, OperationTarget, Outcome,
+};
 
 #[derive(sqlx::FromRow)]
 struct OperationRow {
