@@ -46,7 +46,7 @@ pub struct WorkerOptions {
 impl Default for WorkerOptions {
     fn default() -> Self {
         Self {
-            concurrency: 8,
+            concurrency: 16,
             poll_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(20),
         }
