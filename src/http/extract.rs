@@ -14,6 +14,11 @@ use crate::broker::RequestContext;
 use crate::error::BrokerError;
 use crate::osb::ApiVersion;
 use crate::osb::identity::{ORIGINATING_IDENTITY_HEADER, OriginatingIdentity};
+use crate::osb::text::has_nul;
+
+/// The answer to input holding U+0000, which no store keeps (`osb::text`).
+const NUL_REFUSED: &str =
+    "the request holds a NUL character (U+0000), which the broker cannot store";
 
 /// A JSON object body deserialised into `T`; anything else is a 400 (413 when too big).
 #[derive(Debug)]
@@ -50,6 +55,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OsbJson<T> {
                 "the request body must be a JSON object",
             ));
         }
+        if has_nul(&value) {
+            return Err(BrokerError::bad_request(NUL_REFUSED));
+        }
         serde_json::from_value(value)
             .map(OsbJson)
             .map_err(|e| BrokerError::bad_request(format!("the request body is invalid: {e}")))
@@ -68,6 +76,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for OsbPath
     type Rejection = BrokerError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.path().contains("%00") {
+            return Err(BrokerError::bad_request(NUL_REFUSED));
+        }
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(v)| OsbPath(v))
@@ -103,6 +114,9 @@ impl<S: Send + Sync> FromRequestParts<S> for OsbQuery {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
+        if query.contains("%00") {
+            return Err(BrokerError::bad_request(NUL_REFUSED));
+        }
         Ok(OsbQuery(
             url::form_urlencoded::parse(query.as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))

@@ -6,6 +6,7 @@ pub mod error;
 pub mod identity;
 pub mod instance;
 pub mod last_operation;
+pub mod text;
 pub mod version;
 
 pub use binding::{BindRequest, BindResponse};

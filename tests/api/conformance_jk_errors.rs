@@ -197,3 +197,37 @@ async fn k149_finished_operation_states_are_kept() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_nul_character_in_the_input_is_a_400_on_every_store() {
+    let app = TestApp::spawn().await;
+    let id = new_id();
+    let mut body = provision_body("svc-db", "plan-small");
+    body["context"] = serde_json::json!({"platform": "kubernetes", "namespace": "a\u{0}b"});
+    let r = app.provision(&id, body).await;
+    assert_eq!(r.status, reqwest::StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(
+        r.body["description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("NUL"),
+        "{r:?}"
+    );
+    let r = app
+        .send(
+            reqwest::Method::PUT,
+            &format!("/v2/service_instances/{id}%00x"),
+            Some(provision_body("svc-db", "plan-small")),
+        )
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::BAD_REQUEST, "{r:?}");
+    let r = app
+        .deprovision(&id, "?service_id=svc-db%00&plan_id=plan-small")
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::BAD_REQUEST, "{r:?}");
+    assert_eq!(
+        app.backend.count("provision", &id),
+        0,
+        "nothing was provisioned"
+    );
+}
