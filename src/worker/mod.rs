@@ -15,6 +15,8 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::store::ClaimedOperation;
+
 pub use execute::{Execution, Executor, Known, RetryPolicy};
 
 /// What one step did.
@@ -89,25 +91,21 @@ impl Worker {
         else {
             return Ok(StepOutcome::EmptyQueue);
         };
-        let op = claimed.operation;
-        let known = claimed
-            .instance
-            .as_ref()
-            .map_or_else(Known::default, Known::instance);
-        let execution = self.run_claimed(&op, known).await?;
+        let execution = self.run_claimed(&claimed).await?;
         Ok(StepOutcome::Ran {
-            operation_id: op.operation_id,
+            operation_id: claimed.operation.operation_id,
             execution,
         })
     }
 
-    /// Runs an operation this worker has claimed, in a span of its own, and logs how
-    /// it ended. Shared by the single step and the loop.
-    async fn run_claimed(
-        &self,
-        op: &crate::store::OperationRecord,
-        known: Known<'_>,
-    ) -> anyhow::Result<Execution> {
+    /// Runs an operation this worker has claimed, with the instance the claim read, in
+    /// a span of its own, and logs how it ended. Shared by the single step and the loop.
+    async fn run_claimed(&self, claimed: &ClaimedOperation) -> anyhow::Result<Execution> {
+        let op = &claimed.operation;
+        let known = claimed
+            .instance
+            .as_ref()
+            .map_or_else(Known::default, Known::instance);
         let span = tracing::info_span!(
             "operation",
             operation_id = %op.operation_id,
@@ -148,17 +146,13 @@ impl Worker {
                     for (claimed, permit) in ops.into_iter().zip(permits) {
                         let worker = self.clone();
                         let running = running.clone();
-                        let op = claimed.operation;
-                        running.lock().expect("not poisoned").push(op.operation_id);
+                        let id = claimed.operation.operation_id;
+                        running.lock().expect("not poisoned").push(id);
                         tasks.spawn(async move {
-                            let known = claimed
-                                .instance
-                                .as_ref()
-                                .map_or_else(Known::default, Known::instance);
-                            if let Err(e) = worker.run_claimed(&op, known).await {
-                                tracing::warn!(operation_id = %op.operation_id, error = %format!("{e:#}"), "operation step failed; it will be retried when its lease expires");
+                            if let Err(e) = worker.run_claimed(&claimed).await {
+                                tracing::warn!(operation_id = %id, error = %format!("{e:#}"), "operation step failed; it will be retried when its lease expires");
                             }
-                            running.lock().expect("not poisoned").retain(|id| *id != op.operation_id);
+                            running.lock().expect("not poisoned").retain(|running| *running != id);
                             drop(permit);
                         });
                     }
