@@ -55,16 +55,6 @@ impl PgStore {
         Self { pool }
     }
 
-    /// Wraps an existing pool (tests, benchmarks).
-    pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
-    }
-
-    /// The pool, for readiness checks.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     /// Closes the pool's connections.
     pub async fn close(&self) {
         self.pool.close().await;
