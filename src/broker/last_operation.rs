@@ -93,32 +93,22 @@ impl Broker {
         }))
     }
 
+    /// The full path of a poll, once the resource is known to exist: without a token,
+    /// the newest operation; with one, [`operation_of`](Self::operation_of) has already
+    /// looked it up and found no operation of this resource under it.
     async fn polled_operation(
         &self,
         polled: Polled<'_>,
         token: Option<&str>,
     ) -> BrokerResult<Option<OperationRecord>> {
-        let Some(token) = token.filter(|t| !t.is_empty()) else {
-            return Ok(match polled {
+        match token.filter(|t| !t.is_empty()) {
+            None => Ok(match polled {
                 Polled::Instance(id) => self.store.latest_instance_operation(id).await?,
                 Polled::Binding(id) => self.store.latest_binding_operation(id).await?,
-            });
-        };
-        let unknown = || {
-            BrokerError::bad_request(format!(
+            }),
+            Some(token) => Err(BrokerError::bad_request(format!(
                 "operation `{token}` is not an operation of this resource"
-            ))
-        };
-        let id = Uuid::parse_str(token).map_err(|_| unknown())?;
-        let op = self.store.find_operation(id).await?.ok_or_else(unknown)?;
-        let belongs = match polled {
-            Polled::Instance(instance_id) => op.instance_id == instance_id && !op.kind.is_binding(),
-            Polled::Binding(binding_id) => op.binding_id.as_deref() == Some(binding_id),
-        };
-        if belongs {
-            Ok(Some(op))
-        } else {
-            Err(unknown())
+            ))),
         }
     }
 

@@ -116,6 +116,18 @@ async fn g106_a_malformed_poll_gets_400() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body["description"].is_string());
+    // Another instance's operation is not this instance's.
+    let other = new_id();
+    let queued = app
+        .provision_async(&other, provision_body("svc-db", "plan-small"))
+        .await;
+    let op = queued.body["operation"].as_str().unwrap();
+    let r = app.last_operation(&id, &format!("?operation={op}")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    let r = app
+        .last_operation(&other, &format!("?operation={op}"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
 }
 
 #[tokio::test]
