@@ -137,10 +137,15 @@ impl Worker {
             while let Ok(more) = slots.clone().try_acquire_owned() {
                 permits.push(more);
             }
-            let claimed = tokio::select! {
-                _ = stop.cancelled() => break,
-                claimed = self.executor.store.claim_operations(&self.owner, self.executor.lease, permits.len()) => claimed,
-            };
+            // Not raced against `stop`: a claim dropped after its statement committed
+            // would leave leased operations outside `running`, unreleased at shutdown
+            // until their leases expired. One short statement; the loop checks `stop`
+            // again before the next claim, and what this one took is run or released.
+            let claimed = self
+                .executor
+                .store
+                .claim_operations(&self.owner, self.executor.lease, permits.len())
+                .await;
             match claimed {
                 Ok(ops) if !ops.is_empty() => {
                     for (claimed, permit) in ops.into_iter().zip(permits) {
