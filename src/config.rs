@@ -195,6 +195,13 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         help: "operation lease; another replica takes over after it expires",
     },
     EnvVar {
+        name: "BINDERY_WORKER_LIVENESS_SECONDS",
+        path: "worker.liveness_seconds",
+        secret: false,
+        kind: EnvKind::Number,
+        help: "a process that has not shown signs of life for this long is taken for dead, and its operations are taken over before their leases expire",
+    },
+    EnvVar {
         name: "BINDERY_SHUTDOWN_GRACE_SECONDS",
         path: "worker.shutdown_grace_seconds",
         secret: false,
@@ -442,6 +449,10 @@ pub struct WorkerSettings {
     /// Lease length in seconds.
     #[serde(default = "default_lease")]
     pub lease_seconds: u64,
+    /// How long a process's promise to be alive lasts (it renews it four times as
+    /// often); after that its leases are taken over.
+    #[serde(default = "default_liveness")]
+    pub liveness_seconds: u64,
     /// Shutdown grace in seconds.
     #[serde(default = "default_grace")]
     pub shutdown_grace_seconds: u64,
@@ -452,6 +463,7 @@ impl Default for WorkerSettings {
         Self {
             concurrency: default_concurrency(),
             lease_seconds: default_lease(),
+            liveness_seconds: default_liveness(),
             shutdown_grace_seconds: default_grace(),
         }
     }
@@ -559,6 +571,11 @@ fn default_concurrency() -> usize {
 fn default_lease() -> u64 {
     30
 }
+fn default_liveness() -> u64 {
+    // A third of the default lease: a killed replica's operations are taken over in
+    // about ten seconds, while a replica starved of CPU for a few seconds keeps them.
+    10
+}
 fn default_grace() -> u64 {
     20
 }
@@ -651,6 +668,9 @@ impl Settings {
         }
         if self.worker.lease_seconds < 3 {
             bail!("worker.lease_seconds (BINDERY_LEASE_SECONDS) must be at least 3");
+        }
+        if self.worker.liveness_seconds < 2 {
+            bail!("worker.liveness_seconds (BINDERY_WORKER_LIVENESS_SECONDS) must be at least 2");
         }
         Ok(())
     }

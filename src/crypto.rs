@@ -11,6 +11,9 @@ use std::fmt;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use secrecy::SecretString;
+use sha2::Sha256;
 
 use crate::store::SealedCredentials;
 
@@ -22,6 +25,9 @@ pub struct EncryptionKey {
     /// Stored beside each ciphertext.
     pub label: String,
     cipher: Aes256Gcm,
+    /// A second key derived from the same bytes for [`Keyring::derive_password`], so
+    /// that the encryption key itself is used for nothing else.
+    derivation: [u8; 32],
 }
 
 impl fmt::Debug for EncryptionKey {
@@ -47,9 +53,13 @@ impl EncryptionKey {
                 "key `{label}` must be exactly 32 bytes (base64 of 32 random bytes)"
             ))
         })?;
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(bytes).expect("HMAC takes any key length");
+        mac.update(b"bindery password derivation key v1");
         Ok(Self {
             label: label.to_owned(),
             cipher,
+            derivation: mac.finalize().into_bytes().into(),
         })
     }
 
@@ -143,6 +153,36 @@ impl Keyring {
         &self.primary
     }
 
+    /// A password of 32 alphanumerics derived from the primary key and `context` (an
+    /// operation id): the same for every run of one operation, so that a superseded
+    /// run whose command reaches a managed server late sets the password the current
+    /// run stored, never one nobody knows. Unpredictable without the key, like the
+    /// sealed credentials themselves.
+    pub fn derive_password(&self, context: &str) -> SecretString {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        const LEN: usize = 32;
+        let key = &self.keys[&self.primary];
+        let mut password = String::with_capacity(LEN);
+        let mut block = 0u32;
+        while password.len() < LEN {
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key.derivation)
+                .expect("HMAC takes any key length");
+            mac.update(context.as_bytes());
+            mac.update(&block.to_be_bytes());
+            // Rejection sampling: 248 = 4 * 62, so every character is equally likely.
+            password.extend(
+                mac.finalize()
+                    .into_bytes()
+                    .iter()
+                    .filter(|&&b| b < 248)
+                    .map(|&b| char::from(ALPHABET[usize::from(b % 62)]))
+                    .take(LEN - password.len()),
+            );
+            block += 1;
+        }
+        SecretString::from(password)
+    }
+
     /// Seals `plaintext` under the primary key, bound to `context` (the binding id).
     pub fn seal(&self, plaintext: &[u8], context: &str) -> SealedCredentials {
         let key = &self.keys[&self.primary];
@@ -198,6 +238,31 @@ mod tests {
 
     const A: &str = "a:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     const B: &str = "b:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+
+    #[test]
+    fn a_derived_password_is_stable_per_context_and_key_and_alphanumeric() {
+        use secrecy::ExposeSecret as _;
+        let derive = |spec: &str, context: &str| {
+            ring(spec)
+                .derive_password(context)
+                .expose_secret()
+                .to_owned()
+        };
+        let first = derive(A, "op-1");
+        assert_eq!(first.len(), 32);
+        assert!(first.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_eq!(
+            first,
+            derive(A, "op-1"),
+            "every run of one operation agrees"
+        );
+        assert_ne!(first, derive(A, "op-2"));
+        assert_ne!(
+            first,
+            derive(B, "op-1"),
+            "another key derives another password"
+        );
+    }
 
     #[test]
     fn round_trips_and_hides_the_plaintext() {

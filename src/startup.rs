@@ -198,6 +198,9 @@ pub struct Application {
     store: Store,
     tls: Option<crate::http::tls::TlsFiles>,
     metrics_listener: Option<TcpListener>,
+    /// This process's lease owner name and how long its promise to be alive lasts.
+    owner: Arc<str>,
+    liveness: Duration,
 }
 
 impl Application {
@@ -230,6 +233,7 @@ impl Application {
         )
         .await?;
         store.migrate().await?;
+        store.release_orphaned_leases().await?;
         crate::keys::check_keys_in_use(&store, &keyring).await?;
         // A new primary key: re-encrypt what older keys sealed, in the background so
         // that start-up stays fast; `bindery rotate-keys` does the same in the foreground.
@@ -266,7 +270,7 @@ impl Application {
         );
         let worker = Worker::new(
             broker.executor().clone(),
-            owner,
+            owner.clone(),
             wake,
             WorkerOptions {
                 concurrency: settings.worker.concurrency,
@@ -291,6 +295,8 @@ impl Application {
             },
             worker,
             store,
+            owner,
+            liveness: Duration::from_secs(settings.worker.liveness_seconds),
             metrics_listener: match settings.metrics_listen {
                 Some(address) => Some(
                     TcpListener::bind(address)
@@ -349,6 +355,15 @@ impl Application {
         run_worker: bool,
     ) -> anyhow::Result<()> {
         crate::http::metrics::handle();
+        // Kept until the worker has drained, so that no replica takes over what this
+        // process is still finishing; withdrawn last.
+        let alive = CancellationToken::new();
+        let liveness = tokio::spawn(crate::worker::liveness::keep_alive(
+            self.store.clone(),
+            self.owner.clone(),
+            self.liveness,
+            alive.clone(),
+        ));
         if let Some(listener) = self.metrics_listener {
             let metrics = crate::http::metrics_router().with_state(self.state.clone());
             let stop = stop.clone();
@@ -385,6 +400,8 @@ impl Application {
             stop.cancel();
             let _ = task.await;
         }
+        alive.cancel();
+        let _ = liveness.await;
         broker.flush_audit().await;
         Ok(())
     }

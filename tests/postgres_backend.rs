@@ -104,6 +104,7 @@ async fn bind(
             instance: instance.spec(),
             binding_id,
             parameters: &params,
+            password: new_password(),
         })
         .await
 }
@@ -118,6 +119,7 @@ async fn unbind(
             instance: instance.spec(),
             binding_id,
             parameters: &Map::new(),
+            password: new_password(),
         })
         .await
 }
@@ -861,4 +863,11 @@ async fn non_superuser_admin_can_run_the_whole_lifecycle() {
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// A fresh password for one bind, as the executor derives one per bind operation.
+fn new_password() -> &'static secrecy::SecretString {
+    Box::leak(Box::new(secrecy::SecretString::from(
+        uuid::Uuid::new_v4().simple().to_string(),
+    )))
 }

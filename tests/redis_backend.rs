@@ -60,7 +60,15 @@ fn binding<'a>(
         instance,
         binding_id: id,
         parameters: params,
+        password: new_password(),
     }
+}
+
+/// A fresh password for one bind, as the executor derives one per bind operation.
+fn new_password() -> &'static secrecy::SecretString {
+    Box::leak(Box::new(secrecy::SecretString::from(
+        uuid::Uuid::new_v4().simple().to_string(),
+    )))
 }
 
 fn read_only_params() -> Map<String, Value> {

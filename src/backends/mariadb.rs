@@ -58,12 +58,6 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// default is a year, which would hang a worker.
 const LOCK_WAIT_TIMEOUT_SECS: u32 = 30;
 
-/// Length of generated passwords: 32 alphanumerics, about 190 bits.
-const PASSWORD_LEN: usize = 32;
-
-const PASSWORD_ALPHABET: &[u8; 62] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-
 const PLAN_KEYS: [&str; 3] = ["max_user_connections", "character_set", "collation"];
 
 /// The host part of every binding account: any client address.
@@ -502,7 +496,7 @@ impl ServiceBackend for MariaDbBackend {
             return Err(missing_database());
         }
 
-        let password = generate_password()?;
+        let password = binding.password;
         let hash = quote_literal(&native_password_hash(password.expose_secret()))
             .expect("a password hash is '*' and hex digits");
         let limit = plan.max_user_connections;
@@ -552,7 +546,7 @@ impl ServiceBackend for MariaDbBackend {
             .await?;
         }
         tracing::info!(database, user, read_only, "bound");
-        Ok(self.credentials(&database, &user, &password))
+        Ok(self.credentials(&database, &user, password))
     }
 
     async fn unbind(&self, binding: &BindingSpec<'_>) -> Result<(), BackendError> {
@@ -747,24 +741,6 @@ fn native_password_hash(password: &str) -> String {
     format!("*{}", hex::encode_upper(stage2))
 }
 
-/// 32 random alphanumerics: no character needs escaping anywhere they are pasted
-/// (URLs, JDBC strings, shell variables).
-fn generate_password() -> Result<SecretString, BackendError> {
-    let mut password = String::with_capacity(PASSWORD_LEN);
-    let mut buf = [0u8; 64];
-    while password.len() < PASSWORD_LEN {
-        getrandom::fill(&mut buf).map_err(|_| no_randomness())?;
-        // Rejection sampling: 248 = 4 * 62, so every character is equally likely.
-        for &b in buf.iter().filter(|&&b| b < 248) {
-            if password.len() == PASSWORD_LEN {
-                break;
-            }
-            password.push(char::from(PASSWORD_ALPHABET[usize::from(b % 62)]));
-        }
-    }
-    Ok(SecretString::from(password))
-}
-
 /// Percent-encodes everything but RFC 3986 unreserved characters, which is right for
 /// the userinfo, path and query parts alike.
 fn percent_encode(s: &str) -> String {
@@ -797,12 +773,6 @@ fn missing_database() -> BackendError {
         "The database of this service instance does not exist on the MariaDB server; \
          it was deleted or never finished provisioning"
             .to_owned(),
-    )
-}
-
-fn no_randomness() -> BackendError {
-    BackendError::Failed(
-        "The broker could not generate a password: its random number generator failed".to_owned(),
     )
 }
 
@@ -888,18 +858,6 @@ mod tests {
             native_password_hash("hunter2"),
             "*58815970BE77B3720276F63DB198B1FA42E5CC02"
         );
-    }
-
-    #[test]
-    fn passwords_are_32_random_alphanumerics() {
-        let a = generate_password().unwrap();
-        let b = generate_password().unwrap();
-        for p in [&a, &b] {
-            assert_eq!(p.expose_secret().len(), 32);
-            assert!(p.expose_secret().bytes().all(|c| c.is_ascii_alphanumeric()));
-        }
-        assert_ne!(a.expose_secret(), b.expose_secret());
-        assert!(!format!("{a:?}").contains(a.expose_secret()));
     }
 
     #[test]

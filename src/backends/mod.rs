@@ -55,6 +55,11 @@ pub struct BindingSpec<'a> {
     pub binding_id: &'a str,
     /// Binding parameters, already validated against the plan's bind schema.
     pub parameters: &'a Map<String, Value>,
+    /// The password a bind gives the binding's user (unused by unbind): 32
+    /// alphanumerics, the same for every run of one bind operation, so that a run
+    /// superseded while its command was in flight leaves the password the current
+    /// run stores. Backends use it rather than generating their own.
+    pub password: &'a secrecy::SecretString,
 }
 
 /// Credentials handed to an application: a flat map of strings with conventional

@@ -54,12 +54,6 @@ const SCRAM_ITERATIONS: u32 = 4096;
 /// How often a statement is tried when it collides with a concurrent run of itself.
 const CONCURRENCY_RETRIES: u64 = 5;
 
-/// Length of generated passwords: 32 alphanumerics, about 190 bits.
-const PASSWORD_LEN: usize = 32;
-
-const PASSWORD_ALPHABET: &[u8; 62] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-
 const PLAN_KEYS: [&str; 4] = [
     "connection_limit",
     "max_connection_limit",
@@ -535,7 +529,7 @@ impl ServiceBackend for PostgresBackend {
             .await?;
         }
 
-        let password = generate_password()?;
+        let password = binding.password;
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt).map_err(|_| no_randomness())?;
         let verifier = scram_sha256_verifier(password.expose_secret(), &salt, SCRAM_ITERATIONS);
@@ -573,7 +567,7 @@ impl ServiceBackend for PostgresBackend {
             read_only,
             "bound"
         );
-        Ok(self.credentials(database, &role, &password))
+        Ok(self.credentials(database, &role, password))
     }
 
     async fn unbind(&self, binding: &BindingSpec<'_>) -> Result<(), BackendError> {
@@ -822,24 +816,6 @@ fn bind_read_only(parameters: &Map<String, Value>) -> Result<bool, BackendError>
     }
 }
 
-/// 32 random alphanumerics: no character needs escaping anywhere they are pasted
-/// (URLs, JDBC strings, shell variables).
-fn generate_password() -> Result<SecretString, BackendError> {
-    let mut password = String::with_capacity(PASSWORD_LEN);
-    let mut buf = [0u8; 64];
-    while password.len() < PASSWORD_LEN {
-        getrandom::fill(&mut buf).map_err(|_| no_randomness())?;
-        // Rejection sampling: 248 = 4 * 62, so every character is equally likely.
-        for &b in buf.iter().filter(|&&b| b < 248) {
-            if password.len() == PASSWORD_LEN {
-                break;
-            }
-            password.push(char::from(PASSWORD_ALPHABET[usize::from(b % 62)]));
-        }
-    }
-    Ok(SecretString::from(password))
-}
-
 /// The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802/7677):
 /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, all base64.
 /// (PostgreSQL SASLprep-normalises passwords first; ASCII passwords are unchanged.)
@@ -982,18 +958,6 @@ mod tests {
             scram_sha256_verifier("Xk3pQ9rT7mWv2LzN8bYc4HdJ6fGs1aEu", &salt, 4096),
             "SCRAM-SHA-256$4096:AAECAwQFBgcICQoLDA0ODw==$aswKvxv7evyQmBLvX5KgjQa9buILmwaYGzTMsInqqrc=:BjqJKa0NVZdctwX/clBreTWS/yF2kc30fHsqGE3mQtQ="
         );
-    }
-
-    #[test]
-    fn passwords_are_32_random_alphanumerics() {
-        let a = generate_password().unwrap();
-        let b = generate_password().unwrap();
-        for p in [&a, &b] {
-            assert_eq!(p.expose_secret().len(), 32);
-            assert!(p.expose_secret().bytes().all(|c| c.is_ascii_alphanumeric()));
-        }
-        assert_ne!(a.expose_secret(), b.expose_secret());
-        assert!(!format!("{a:?}").contains(a.expose_secret()));
     }
 
     #[test]

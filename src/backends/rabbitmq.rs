@@ -374,8 +374,9 @@ impl ServiceBackend for RabbitmqBackend {
                 "The instance's RabbitMQ vhost does not exist; provision the instance again or deprovision it.".to_owned(),
             ));
         }
-        let password = random_password()?;
-        // A rerun replaces the password: only the last credentials returned are valid.
+        // Every run of one bind operation sets the same password (`BindingSpec`), so a
+        // rerun converges on the credentials that are stored.
+        let password = binding.password;
         let user_body = json!({
             "password_hash": rabbit_sha256_password_hash(password.expose_secret())?,
             "hashing_algorithm": "rabbit_password_hashing_sha256",
@@ -511,24 +512,6 @@ fn h(id: &str) -> String {
     hex
 }
 
-/// 32 random alphanumeric characters.
-fn random_password() -> Result<SecretString, BackendError> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut password = String::with_capacity(32);
-    while password.len() < 32 {
-        let mut buf = [0u8; 64];
-        getrandom::fill(&mut buf).map_err(|_| random_error())?;
-        // Rejection sampling keeps every character equally likely: 248 = 4 * 62.
-        password.extend(
-            buf.iter()
-                .filter(|&&b| b < 248)
-                .map(|&b| char::from(ALPHABET[usize::from(b % 62)]))
-                .take(32 - password.len()),
-        );
-    }
-    Ok(SecretString::from(password))
-}
-
 /// RabbitMQ's `rabbit_password_hashing_sha256`: base64(salt ++ sha256(salt ++ password))
 /// with a 4-byte random salt.
 fn rabbit_sha256_password_hash(password: &str) -> Result<String, BackendError> {
@@ -637,13 +620,6 @@ mod tests {
             salted_sha256_hash([0x90, 0x8d, 0xc6, 0x0a], "test12"),
             "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR"
         );
-    }
-
-    #[test]
-    fn passwords_are_alphanumeric() {
-        let p = random_password().unwrap();
-        assert_eq!(p.expose_secret().len(), 32);
-        assert!(p.expose_secret().bytes().all(|b| b.is_ascii_alphanumeric()));
     }
 
     #[test]

@@ -191,30 +191,6 @@ fn prefix_pattern(prefix: &str) -> Result<String, BackendError> {
     Ok(format!("{escaped}*"))
 }
 
-/// 32 random alphanumeric characters from the OS random source (rejection sampling, so
-/// every character is equally likely).
-fn generate_password() -> Result<String, BackendError> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    // 248 = 4 * 62: bytes at or above it would bias the first characters.
-    const LIMIT: u8 = 248;
-    let mut password = String::with_capacity(32);
-    let mut buf = [0u8; 64];
-    while password.len() < 32 {
-        getrandom::fill(&mut buf).map_err(|_| {
-            BackendError::Failed(
-                "Could not generate a password: the system random source failed.".to_owned(),
-            )
-        })?;
-        for byte in buf.iter().copied().filter(|b| *b < LIMIT) {
-            password.push(char::from(ALPHABET[usize::from(byte % 62)]));
-            if password.len() == 32 {
-                break;
-            }
-        }
-    }
-    Ok(password)
-}
-
 /// The command rules of a binding's user, applied after `nocommands`. Order matters:
 /// grants first, then denials, then the few subcommands re-allowed.
 fn command_rules(read_only: bool, allow_pubsub: bool) -> Vec<&'static str> {
@@ -808,7 +784,7 @@ impl ServiceBackend for RedisBackend {
         let read_only = read_only_parameter(binding.parameters)?;
         let names = self.names(binding.instance.instance_id)?;
         let user = self.user_name(binding.instance.instance_id, binding.binding_id);
-        let password = generate_password()?;
+        let password = binding.password.expose_secret();
         let password_hash = hex::encode(Sha256::digest(password.as_bytes()));
 
         let mut cmd = Cmd::new();
@@ -846,7 +822,7 @@ impl ServiceBackend for RedisBackend {
             &self.credentials_host,
             self.credentials_port,
             &user,
-            &password,
+            password,
         )
         .map_err(|_| {
             BackendError::Failed("Could not build the Redis connection URI.".to_owned())
@@ -879,15 +855,6 @@ mod tests {
         assert_eq!(glob_escape(r"a*b?c[d]e\f"), r"a\*b\?c\[d\]e\\f");
         assert!(prefix_pattern("bindery:0123abcd:").is_ok());
         assert!(prefix_pattern("bindery:*:").is_err());
-    }
-
-    #[test]
-    fn passwords_are_32_alphanumerics() {
-        let a = generate_password().unwrap();
-        let b = generate_password().unwrap();
-        assert_eq!(a.len(), 32);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(a, b);
     }
 
     #[test]

@@ -278,10 +278,12 @@ impl Broker {
             attempts: 1,
             deadline_at: Utc::now() + op.deadline,
             next_attempt_at: Utc::now(),
+            // The inline run's claim, written with the operation (`NewOperation`).
+            lease_token: Some(op.operation_id),
         };
         match self
             .executor
-            .run(&record, &self.owner, RetryPolicy::FailFast, known)
+            .run(&record, RetryPolicy::FailFast, known)
             .await?
         {
             Execution::Succeeded(credentials) => Ok(credentials),

@@ -114,6 +114,10 @@ pub struct ExportedOperation {
     pub lease_owner: Option<String>,
     /// Until when.
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The token of the claim holding the lease.
+    pub lease_token: Option<Uuid>,
+    /// The superseded operation this one waits for.
+    pub waits_for: Option<Uuid>,
     /// When it must have finished.
     pub deadline_at: DateTime<Utc>,
     /// Created.

@@ -257,8 +257,9 @@ impl Store {
     }
 
     /// Claims the next runnable operation for `owner`: one that is in progress, due,
-    /// and whose lease is free or expired (its worker died). No transaction stays
-    /// open while the backend works.
+    /// and whose lease is free, expired, or held by a process known to be gone. The
+    /// record carries the claim's own lease token. No transaction stays open while
+    /// the backend works.
     pub async fn claim_next_operation(
         &self,
         owner: &str,
@@ -283,43 +284,54 @@ impl Store {
         dispatch!(self, s => s.claim_operations(owner, lease, limit).await)
     }
 
-    /// Extends the lease; `false` when `owner` no longer holds it.
+    /// Extends the lease; `false` when the claim holding `token` no longer holds it
+    /// (the operation was taken over, finished or superseded).
     pub async fn renew_lease(
         &self,
         operation_id: Uuid,
-        owner: &str,
+        token: Uuid,
         lease: Duration,
     ) -> Result<bool, sqlx::Error> {
-        dispatch!(self, s => s.renew_lease(operation_id, owner, lease).await)
+        dispatch!(self, s => s.renew_lease(operation_id, token, lease).await)
     }
 
     /// Gives the operation back to the queue, to run again after `delay`.
     pub async fn retry_operation_later(
         &self,
         operation_id: Uuid,
-        owner: &str,
+        token: Uuid,
         delay: Duration,
         description: &str,
     ) -> Result<bool, sqlx::Error> {
-        dispatch!(self, s => s.retry_operation_later(operation_id, owner, delay, description).await)
+        dispatch!(self, s => s.retry_operation_later(operation_id, token, delay, description).await)
     }
 
-    /// Releases the lease without changing anything else, so that another worker
-    /// (or replica) can take the operation at once (graceful shutdown).
-    pub async fn release_lease(&self, operation_id: Uuid, owner: &str) -> Result<(), sqlx::Error> {
-        dispatch!(self, s => s.release_lease(operation_id, owner).await)
+    /// Gives the claim holding `token` back without changing anything else, so that
+    /// another worker (or replica) can take the operation, or the delete waiting for
+    /// it, at once: at graceful shutdown, and when a run stops working on an
+    /// operation it no longer owns.
+    pub async fn release_lease(&self, operation_id: Uuid, token: Uuid) -> Result<(), sqlx::Error> {
+        dispatch!(self, s => s.release_lease(operation_id, token).await)
     }
 
     /// Records how the operation ended and applies its effect to the instance or
-    /// binding, atomically, only while `owner` holds the lease. `false` means the
-    /// lease was lost: another worker owns the operation and will finish it.
+    /// binding, atomically, only while the claim holding `token` holds the lease.
+    /// `false` means the claim was lost: another run owns the operation now, or it
+    /// was finished or superseded, and nothing was written.
     pub async fn finish_operation(
         &self,
         op: &OperationRecord,
-        owner: &str,
+        token: Uuid,
         outcome: &Outcome,
     ) -> Result<bool, sqlx::Error> {
-        dispatch!(self, s => s.finish_operation(op, owner, outcome).await)
+        dispatch!(self, s => s.finish_operation(op, token, outcome).await)
+    }
+
+    /// Promises that process `owner` stays alive for `until` from now, or (`None`)
+    /// says it has stopped. Leases held by a process whose promise lapsed are taken
+    /// over at once instead of when they expire.
+    pub async fn heartbeat(&self, owner: &str, until: Option<Duration>) -> Result<(), sqlx::Error> {
+        dispatch!(self, s => s.heartbeat(owner, until).await)
     }
 
     /// Fails an operation that has passed its deadline, whoever holds it.
@@ -332,9 +344,10 @@ impl Store {
     }
 
     /// Stops a running create (provision or bind) in favour of a delete: the running
-    /// operation is failed, `replacement` becomes the active operation, and it is held
-    /// back until the running attempt's lease has expired. `false` when `running` is
-    /// no longer the active operation.
+    /// operation is failed, `replacement` becomes the active operation, and it waits
+    /// until the running attempt gives its claim back, its lease expires, or its
+    /// process is known to be gone. `false` when `running` is no longer the active
+    /// operation.
     pub async fn supersede_operation(
         &self,
         target: OperationTarget<'_>,
@@ -343,6 +356,17 @@ impl Store {
         reason: &str,
     ) -> Result<bool, sqlx::Error> {
         dispatch!(self, s => s.supersede_operation(target, running, replacement, reason).await)
+    }
+
+    /// At start-up: frees every lease when no other process can be running on this
+    /// store, which is known for SQLite (one process per file, held by its lock file):
+    /// what a killed predecessor held is taken over at once. A no-op on PostgreSQL,
+    /// where other replicas may be alive; their liveness records decide there.
+    pub async fn release_orphaned_leases(&self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Postgres(_) => Ok(()),
+            Self::Sqlite(s) => s.release_orphaned_leases().await,
+        }
     }
 
     /// Operations waiting or running, and the age in seconds of the oldest of them.

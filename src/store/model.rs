@@ -285,6 +285,8 @@ pub struct NewOperation<'a> {
     /// When it must have finished.
     pub deadline: Duration,
     /// Set when the requester runs it inline: the lease owner, so no worker takes it.
+    /// The inline run's lease token is the operation id; every later claim writes a
+    /// random one.
     pub inline_owner: Option<&'a str>,
     /// The lease length for an inline run.
     pub lease: Duration,
@@ -313,6 +315,10 @@ pub struct OperationRecord {
     pub deadline_at: DateTime<Utc>,
     /// When a worker may next run it (later than now after a transient failure).
     pub next_attempt_at: DateTime<Utc>,
+    /// The token of the claim that holds its lease, if one does. Written at claim
+    /// time and required by every renewal, retry, release and outcome, so a run
+    /// whose claim was superseded can never write, even in the same process.
+    pub lease_token: Option<Uuid>,
 }
 
 /// An operation a worker has just leased, with its instance as the claim read it, so

@@ -113,11 +113,30 @@ impl Executor {
         }
     }
 
-    /// Runs `op`, which `owner` has leased, and records the outcome.
+    /// Runs `op`, which its caller has claimed (`op.lease_token` is the claim), and
+    /// records the outcome. When the claim is lost on the way (the operation was taken
+    /// over or superseded), the run stops within a second, writes nothing, and gives
+    /// the claim back so that whatever waits for it starts at once.
     pub async fn run(
         &self,
         op: &OperationRecord,
-        owner: &str,
+        policy: RetryPolicy,
+        known: Known<'_>,
+    ) -> anyhow::Result<Execution> {
+        let token = op
+            .lease_token
+            .context("an operation is run only under a claim (no lease token)")?;
+        let execution = self.run_claimed(op, token, policy, known).await?;
+        if matches!(execution, Execution::LeaseLost) {
+            self.store.release_lease(op.operation_id, token).await?;
+        }
+        Ok(execution)
+    }
+
+    async fn run_claimed(
+        &self,
+        op: &OperationRecord,
+        token: uuid::Uuid,
         policy: RetryPolicy,
         known: Known<'_>,
     ) -> anyhow::Result<Execution> {
@@ -143,7 +162,7 @@ impl Executor {
         let result = match self.resolve(op, instance) {
             Ok(resolved) => {
                 let started = std::time::Instant::now();
-                let result = self.call_backend(op, owner, &resolved, known).await;
+                let result = self.call_backend(op, token, &resolved, known).await;
                 let kind = resolved.backend_kind.clone();
                 metrics::histogram!("bindery_backend_call_duration_seconds", "backend" => kind.clone(), "action" => op.kind.as_str())
                     .record(started.elapsed().as_secs_f64());
@@ -182,7 +201,7 @@ impl Executor {
                     .store
                     .retry_operation_later(
                         op.operation_id,
-                        owner,
+                        token,
                         backoff(op.attempts),
                         &description,
                     )
@@ -208,7 +227,7 @@ impl Executor {
                 )
             }
         };
-        if self.store.finish_operation(op, owner, &outcome).await? {
+        if self.store.finish_operation(op, token, &outcome).await? {
             let state = match &execution {
                 Execution::Succeeded(_) => "succeeded",
                 _ => "failed",
@@ -269,7 +288,7 @@ impl Executor {
     async fn call_backend(
         &self,
         op: &OperationRecord,
-        owner: &str,
+        token: uuid::Uuid,
         r: &Resolved<'_>,
         known: Known<'_>,
     ) -> Result<Option<Credentials>, BackendError> {
@@ -304,10 +323,12 @@ impl Executor {
                             &read
                         }
                     };
+                    let password = self.keyring.derive_password(&op.operation_id.to_string());
                     let binding = BindingSpec {
                         instance: spec,
                         binding_id,
                         parameters: params,
+                        password: &password,
                     };
                     if op.kind == OperationKind::Bind {
                         r.backend.bind(&binding).await.map(Some)
@@ -318,14 +339,15 @@ impl Executor {
             }
         };
         tokio::pin!(work);
-        let mut renew = tokio::time::interval(self.lease / 3);
+        let mut renew = tokio::time::interval(renew_interval(self.lease));
         renew.tick().await;
         loop {
             tokio::select! {
                 result = &mut work => return result,
                 _ = renew.tick() => {
-                    // A lost lease means another worker took over; stop quietly.
-                    match self.store.renew_lease(op.operation_id, owner, self.lease).await {
+                    // A lost claim means the operation was taken over or superseded:
+                    // stop now (the backend call is dropped); nothing will be written.
+                    match self.store.renew_lease(op.operation_id, token, self.lease).await {
                         Ok(true) => {}
                         Ok(false) => return Err(BackendError::Unavailable("lease lost".to_owned())),
                         Err(e) => tracing::warn!(error = %e, "could not renew an operation lease"),
@@ -360,6 +382,13 @@ impl Executor {
             .map_err(|_| store_unavailable())?;
         Ok(binding.map(|b| as_object(b.parameters)).unwrap_or_default())
     }
+}
+
+/// How often a running operation renews its lease, which is also how soon it notices
+/// that it was superseded or taken over: a third of the lease, and at most a second,
+/// so that a delete waiting for a superseded create starts within about a second.
+fn renew_interval(lease: Duration) -> Duration {
+    (lease / 3).min(Duration::from_secs(1))
 }
 
 static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);

@@ -7,6 +7,7 @@
 //! running operations finish within a grace period, and releases the leases of the rest.
 
 pub mod execute;
+pub mod liveness;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,8 +114,7 @@ impl Worker {
             attempt = op.attempts
         );
         let execution = tracing::Instrument::instrument(
-            self.executor
-                .run(op, &self.owner, RetryPolicy::Backoff, known),
+            self.executor.run(op, RetryPolicy::Backoff, known),
             span,
         )
         .await?;
@@ -126,7 +126,8 @@ impl Worker {
     pub async fn run_until_stopped(self, stop: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let tasks = TaskTracker::new();
-        let running: Arc<std::sync::Mutex<Vec<uuid::Uuid>>> = Arc::default();
+        // (operation id, lease token) of every operation running here.
+        let running: Arc<std::sync::Mutex<Vec<(uuid::Uuid, uuid::Uuid)>>> = Arc::default();
         loop {
             let permit = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -152,12 +153,13 @@ impl Worker {
                         let worker = self.clone();
                         let running = running.clone();
                         let id = claimed.operation.operation_id;
-                        running.lock().expect("not poisoned").push(id);
+                        let token = claimed.operation.lease_token.unwrap_or_default();
+                        running.lock().expect("not poisoned").push((id, token));
                         tasks.spawn(async move {
                             if let Err(e) = worker.run_claimed(&claimed).await {
                                 tracing::warn!(operation_id = %id, error = %format!("{e:#}"), "operation step failed; it will be retried when its lease expires");
                             }
-                            running.lock().expect("not poisoned").retain(|running| *running != id);
+                            running.lock().expect("not poisoned").retain(|running| running.0 != id);
                             drop(permit);
                         });
                     }
@@ -185,13 +187,13 @@ impl Worker {
             .await
             .is_err()
         {
-            let left: Vec<uuid::Uuid> = running.lock().expect("not poisoned").clone();
+            let left: Vec<(uuid::Uuid, uuid::Uuid)> = running.lock().expect("not poisoned").clone();
             tracing::warn!(
                 count = left.len(),
                 "shutdown grace period over; releasing leases of unfinished operations"
             );
-            for id in left {
-                if let Err(e) = self.executor.store.release_lease(id, &self.owner).await {
+            for (id, token) in left {
+                if let Err(e) = self.executor.store.release_lease(id, token).await {
                     tracing::warn!(operation_id = %id, error = %e, "could not release a lease; it will expire");
                 }
             }

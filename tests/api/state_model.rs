@@ -264,17 +264,17 @@ async fn a_running_provision_that_is_superseded_stops_at_its_next_lease_renewal(
         0,
         "the delete waits for the running attempt's lease"
     );
+    let token = claimed.lease_token.unwrap();
     let renewed = app
         .store
-        .renew_lease(op, "other-worker", std::time::Duration::from_secs(3))
+        .renew_lease(op, token, std::time::Duration::from_secs(3))
         .await
         .unwrap();
     assert!(!renewed, "the running attempt learns it was cancelled");
-    sqlx::query("update operation set next_attempt_at = now() where instance_id = $1 and kind = 'deprovision'")
-        .bind(&id)
-        .execute(app.db_pool())
-        .await
-        .unwrap();
+    assert_eq!(app.drain().await, 0, "until it gives its claim back");
+    // It stops and gives its claim back: the delete runs at once, not when the
+    // lease would have expired.
+    app.store.release_lease(op, token).await.unwrap();
     assert_eq!(app.drain().await, 1);
     assert_eq!(
         app.deprovision(&id, "?service_id=svc-db&plan_id=plan-small")

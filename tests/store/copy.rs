@@ -96,7 +96,7 @@ pub async fn populate(store: &Store) {
         store
             .retry_operation_later(
                 update,
-                OWNER,
+                update,
                 Duration::from_secs(600),
                 "Backend unavailable"
             )
@@ -189,7 +189,7 @@ async fn copy_moves_every_record_to_the_other_kind_of_store(t: TestStore) {
         .unwrap()
         .unwrap();
     assert!(
-        s.finish_operation(&held, "worker-1", &succeeded())
+        s.finish_operation(&held, held.lease_token.unwrap(), &succeeded())
             .await
             .unwrap()
     );

@@ -300,7 +300,7 @@ async fn a_finish_by_another_owner_changes_nothing(t: TestStore) {
     let op = operation(store, provision).await;
     assert!(
         !store
-            .finish_operation(&op, "intruder", &succeeded())
+            .finish_operation(&op, uuid::Uuid::new_v4(), &succeeded())
             .await
             .unwrap()
     );
@@ -321,7 +321,7 @@ async fn a_finish_by_another_owner_changes_nothing(t: TestStore) {
     };
     assert!(
         !store
-            .finish_operation(&op, "intruder", &outcome)
+            .finish_operation(&op, uuid::Uuid::new_v4(), &outcome)
             .await
             .unwrap()
     );

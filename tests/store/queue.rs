@@ -20,6 +20,9 @@ store_tests!(
     renew_retry_later_and_release_act_only_for_the_lease_holder,
     fail_expired_fails_an_operation_whoever_holds_it,
     supersede_fails_a_running_create_and_holds_the_delete_back,
+    a_superseded_run_that_gives_its_claim_back_lets_the_delete_run_at_once,
+    a_second_claim_by_the_same_process_fences_the_first,
+    a_lease_of_a_process_known_to_be_gone_is_taken_over_at_once,
     queue_stats_count_operations_in_progress,
 );
 
@@ -174,10 +177,15 @@ async fn an_expired_lease_is_taken_over(t: TestStore) {
     );
 
     // The first worker has lost it: it can neither renew nor finish.
-    assert!(!store.renew_lease(id, "a", LEASE).await.unwrap());
+    let (first_token, second_token) = (first.lease_token.unwrap(), second.lease_token.unwrap());
+    assert_ne!(
+        first_token, second_token,
+        "every claim has a token of its own"
+    );
+    assert!(!store.renew_lease(id, first_token, LEASE).await.unwrap());
     assert!(
         !store
-            .finish_operation(&first, "a", &succeeded())
+            .finish_operation(&first, first_token, &succeeded())
             .await
             .unwrap()
     );
@@ -187,7 +195,7 @@ async fn an_expired_lease_is_taken_over(t: TestStore) {
     );
     assert!(
         store
-            .finish_operation(&second, "b", &succeeded())
+            .finish_operation(&second, second_token, &succeeded())
             .await
             .unwrap()
     );
@@ -200,15 +208,18 @@ async fn an_expired_lease_is_taken_over(t: TestStore) {
 async fn renew_retry_later_and_release_act_only_for_the_lease_holder(t: TestStore) {
     let store = &t.store;
     let id = queued_provision(store, "i-1").await;
-    store
+    let a = store
         .claim_next_operation("a", LEASE)
         .await
         .unwrap()
+        .unwrap()
+        .lease_token
         .unwrap();
+    let stranger = Uuid::new_v4();
 
     assert!(
         store
-            .renew_lease(id, "a", Duration::from_secs(600))
+            .renew_lease(id, a, Duration::from_secs(600))
             .await
             .unwrap()
     );
@@ -218,15 +229,15 @@ async fn renew_retry_later_and_release_act_only_for_the_lease_holder(t: TestStor
         Utc::now() + chrono::Duration::seconds(600),
         Duration::from_secs(10)
     ));
-    assert!(!store.renew_lease(id, "b", LEASE).await.unwrap());
+    assert!(!store.renew_lease(id, stranger, LEASE).await.unwrap());
 
     // Release: only by the holder; the attempt is given back.
-    store.release_lease(id, "b").await.unwrap();
+    store.release_lease(id, stranger).await.unwrap();
     assert_eq!(
         operation_row(store, id).await.lease_owner.as_deref(),
         Some("a")
     );
-    store.release_lease(id, "a").await.unwrap();
+    store.release_lease(id, a).await.unwrap();
     let row = operation_row(store, id).await;
     assert_eq!(row.lease_owner, None);
     assert_eq!(row.lease_expires_at, None);
@@ -240,11 +251,12 @@ async fn renew_retry_later_and_release_act_only_for_the_lease_holder(t: TestStor
         .unwrap();
     assert_eq!(claimed.operation_id, id);
     assert_eq!(claimed.attempts, 1);
+    let b = claimed.lease_token.unwrap();
 
     // Retry later: only by the holder; the lease is freed and the next attempt delayed.
     assert!(
         !store
-            .retry_operation_later(id, "a", Duration::ZERO, "not mine")
+            .retry_operation_later(id, a, Duration::ZERO, "not mine")
             .await
             .unwrap()
     );
@@ -252,7 +264,7 @@ async fn renew_retry_later_and_release_act_only_for_the_lease_holder(t: TestStor
         store
             .retry_operation_later(
                 id,
-                "b",
+                b,
                 Duration::from_secs(3600),
                 "Backend unavailable; retrying"
             )
@@ -290,14 +302,14 @@ async fn renew_retry_later_and_release_act_only_for_the_lease_holder(t: TestStor
     // Nothing acts on a finished operation.
     let done = provisioning(store, "i-2").await;
     assert!(finish(store, done, succeeded()).await);
-    assert!(!store.renew_lease(done, OWNER, LEASE).await.unwrap());
+    assert!(!store.renew_lease(done, done, LEASE).await.unwrap());
     assert!(
         !store
-            .retry_operation_later(done, OWNER, Duration::ZERO, "again")
+            .retry_operation_later(done, done, Duration::ZERO, "again")
             .await
             .unwrap()
     );
-    store.release_lease(done, OWNER).await.unwrap();
+    store.release_lease(done, done).await.unwrap();
     let row = operation_row(store, done).await;
     assert_eq!(row.state, OperationState::Succeeded);
     assert_eq!(row.attempts, 1);
@@ -326,12 +338,7 @@ async fn fail_expired_fails_an_operation_whoever_holds_it(t: TestStore) {
     assert_eq!(found.active_operation_id, None);
 
     assert!(!store.fail_expired_operation(&op, "again").await.unwrap());
-    assert!(
-        !store
-            .finish_operation(&op, OWNER, &succeeded())
-            .await
-            .unwrap()
-    );
+    assert!(!store.finish_operation(&op, id, &succeeded()).await.unwrap());
     assert_eq!(
         operation_row(store, id).await.description.as_deref(),
         Some("The operation exceeded its maximum duration.")
@@ -344,10 +351,6 @@ async fn supersede_fails_a_running_create_and_holds_the_delete_back(t: TestStore
 
     // A provision running inline (leased for 30 s) is superseded by a deprovision.
     let provision = provisioning(store, "i-1").await;
-    let running_lease = operation_row(store, provision)
-        .await
-        .lease_expires_at
-        .unwrap();
     let deprovision = queued("i-1", None, OperationKind::Deprovision);
     assert!(
         store
@@ -370,20 +373,28 @@ async fn supersede_fails_a_running_create_and_holds_the_delete_back(t: TestStore
     let replacement = operation_row(store, deprovision.operation_id).await;
     assert_eq!(replacement.state, OperationState::InProgress);
     assert_eq!(replacement.kind, OperationKind::Deprovision);
+    assert_eq!(replacement.waits_for, Some(provision));
     assert_eq!(
-        replacement.next_attempt_at, running_lease,
-        "held back until the running attempt's lease has expired"
+        failed_row.lease_token,
+        Some(provision),
+        "the superseded run's claim stays until it gives it back"
     );
     assert!(
         store
             .claim_next_operation("w", LEASE)
             .await
             .unwrap()
-            .is_none()
+            .is_none(),
+        "held back while the superseded run holds its lease"
     );
     // The superseded attempt can no longer record anything.
     assert!(!finish(store, provision, succeeded()).await);
-    assert!(!store.renew_lease(provision, OWNER, LEASE).await.unwrap());
+    assert!(
+        !store
+            .renew_lease(provision, provision, LEASE)
+            .await
+            .unwrap()
+    );
     // And it is no longer active: superseding it again is refused.
     let another = queued("i-1", None, OperationKind::Deprovision);
     assert!(
@@ -443,6 +454,202 @@ async fn supersede_fails_a_running_create_and_holds_the_delete_back(t: TestStore
         .unwrap()
         .unwrap();
     assert_eq!(claimed.operation_id, delete.operation_id);
+}
+
+async fn a_superseded_run_that_gives_its_claim_back_lets_the_delete_run_at_once(t: TestStore) {
+    let store = &t.store;
+    let reason = "Cancelled: a deprovision was requested.";
+    let provision = queued_provision(store, "i-1").await;
+    let running = store
+        .claim_next_operation("a", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    let token = running.lease_token.unwrap();
+    let deprovision = queued("i-1", None, OperationKind::Deprovision);
+    assert!(
+        store
+            .supersede_operation(
+                OperationTarget::Instance("i-1"),
+                provision,
+                &deprovision,
+                reason
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_next_operation("b", LEASE)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The run learns at its next renewal, stops, and gives its claim back.
+    assert!(!store.renew_lease(provision, token, LEASE).await.unwrap());
+    store.release_lease(provision, token).await.unwrap();
+    let row = operation_row(store, provision).await;
+    assert_eq!(
+        row.state,
+        OperationState::Failed,
+        "still failed, as superseded"
+    );
+    assert_eq!(row.lease_token, None);
+    assert_eq!(
+        row.attempts, 1,
+        "a finished operation keeps its attempt count"
+    );
+    let claimed = store
+        .claim_next_operation("b", LEASE)
+        .await
+        .unwrap()
+        .expect("the delete runs without waiting for the lease to expire");
+    assert_eq!(claimed.operation_id, deprovision.operation_id);
+
+    // A superseded run that never gives its claim back holds the delete only until its
+    // lease expires.
+    let provision = queued_provision(store, "i-2").await;
+    store
+        .claim_next_operation("a", Duration::from_millis(300))
+        .await
+        .unwrap()
+        .unwrap();
+    let deprovision = queued("i-2", None, OperationKind::Deprovision);
+    assert!(
+        store
+            .supersede_operation(
+                OperationTarget::Instance("i-2"),
+                provision,
+                &deprovision,
+                reason
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_next_operation("b", LEASE)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let claimed = store
+        .claim_next_operation("b", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.operation_id, deprovision.operation_id);
+}
+
+/// One process claims the same operation twice (its first run hung past the lease,
+/// for example while the state database was away): the owner names are equal, the
+/// tokens are not, and only the newest claim can renew, retry or finish.
+async fn a_second_claim_by_the_same_process_fences_the_first(t: TestStore) {
+    let store = &t.store;
+    let id = queued_provision(store, "i-1").await;
+    let stale = store
+        .claim_next_operation(OWNER, Duration::from_millis(300))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let current = store
+        .claim_next_operation(OWNER, LEASE)
+        .await
+        .unwrap()
+        .expect("the expired lease is claimed again by the same process");
+    let (stale_token, current_token) = (stale.lease_token.unwrap(), current.lease_token.unwrap());
+    assert_ne!(stale_token, current_token);
+
+    assert!(!store.renew_lease(id, stale_token, LEASE).await.unwrap());
+    assert!(
+        !store
+            .retry_operation_later(id, stale_token, Duration::ZERO, "stale")
+            .await
+            .unwrap()
+    );
+    store.release_lease(id, stale_token).await.unwrap();
+    assert!(
+        !store
+            .finish_operation(&stale, stale_token, &failed("stale run"))
+            .await
+            .unwrap()
+    );
+    let row = operation_row(store, id).await;
+    assert_eq!(row.state, OperationState::InProgress);
+    assert_eq!(
+        row.lease_token,
+        Some(current_token),
+        "the stale release did nothing"
+    );
+
+    assert!(store.renew_lease(id, current_token, LEASE).await.unwrap());
+    assert!(
+        store
+            .finish_operation(&current, current_token, &succeeded())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.find_instance("i-1").await.unwrap().unwrap().state,
+        InstanceState::Ready
+    );
+}
+
+async fn a_lease_of_a_process_known_to_be_gone_is_taken_over_at_once(t: TestStore) {
+    let store = &t.store;
+    // A live process's lease is respected; so is one of a process without a record.
+    store
+        .heartbeat("alive", Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    store
+        .heartbeat("dying", Some(Duration::from_millis(300)))
+        .await
+        .unwrap();
+    queued_provision(store, "i-alive").await;
+    queued_provision(store, "i-dying").await;
+    queued_provision(store, "i-unknown").await;
+    for owner in ["alive", "dying", "unknown"] {
+        store
+            .claim_next_operation(owner, LEASE)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert!(
+        store
+            .claim_next_operation("w", LEASE)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // "dying" stops renewing its promise: its operation is free long before its lease.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let taken = store
+        .claim_next_operation("w", LEASE)
+        .await
+        .unwrap()
+        .expect("the gone process's operation is taken over");
+    assert_eq!(taken.instance_id, "i-dying");
+    assert_eq!(taken.attempts, 2);
+    assert!(
+        store
+            .claim_next_operation("w", LEASE)
+            .await
+            .unwrap()
+            .is_none(),
+        "the live and the unknown process keep theirs"
+    );
+    // A process that stops says so, and what it held is free at once.
+    store.heartbeat("alive", None).await.unwrap();
+    let taken = store
+        .claim_next_operation("w", LEASE)
+        .await
+        .unwrap()
+        .expect("a stopped process's operation is taken over");
+    assert_eq!(taken.instance_id, "i-alive");
 }
 
 async fn queue_stats_count_operations_in_progress(t: TestStore) {

@@ -248,10 +248,11 @@ pub async fn operation(store: &Store, id: Uuid) -> OperationRecord {
         .unwrap_or_else(|| panic!("operation {id} is missing"))
 }
 
-/// Finishes an operation leased to [`OWNER`]; true when the outcome was recorded.
+/// Finishes an operation leased to [`OWNER`] inline (its lease token is its id);
+/// true when the outcome was recorded.
 pub async fn finish(store: &Store, id: Uuid, outcome: Outcome) -> bool {
     let op = operation(store, id).await;
-    store.finish_operation(&op, OWNER, &outcome).await.unwrap()
+    store.finish_operation(&op, id, &outcome).await.unwrap()
 }
 
 pub fn succeeded() -> Outcome {

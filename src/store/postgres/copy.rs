@@ -63,6 +63,8 @@ struct OperationRow {
     next_attempt_at: DateTime<Utc>,
     lease_owner: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
+    lease_token: Option<Uuid>,
+    waits_for: Option<Uuid>,
     deadline_at: DateTime<Utc>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -262,8 +264,8 @@ impl PgStore {
     ) -> Result<Vec<ExportedOperation>, sqlx::Error> {
         let rows: Vec<OperationRow> = sqlx::query_as(
             "select operation_id, instance_id, binding_id, kind, state, description, request, \
-                 attempts, next_attempt_at, lease_owner, lease_expires_at, deadline_at, \
-                 created_at, updated_at, finished_at \
+                 attempts, next_attempt_at, lease_owner, lease_expires_at, lease_token, \
+                 waits_for, deadline_at, created_at, updated_at, finished_at \
              from operation where ($1::uuid is null or operation_id > $1) \
              order by operation_id limit $2",
         )
@@ -285,6 +287,8 @@ impl PgStore {
                 next_attempt_at: r.next_attempt_at,
                 lease_owner: r.lease_owner,
                 lease_expires_at: r.lease_expires_at,
+                lease_token: r.lease_token,
+                waits_for: r.waits_for,
                 deadline_at: r.deadline_at,
                 created_at: r.created_at,
                 updated_at: r.updated_at,
@@ -300,8 +304,10 @@ impl PgStore {
             sqlx::query(
                 "insert into operation (operation_id, instance_id, binding_id, kind, state, \
                      description, request, attempts, next_attempt_at, lease_owner, \
-                     lease_expires_at, deadline_at, created_at, updated_at, finished_at) \
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                     lease_expires_at, deadline_at, created_at, updated_at, finished_at, \
+                     lease_token, waits_for) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                     $16, $17)",
             )
             .bind(r.operation_id)
             .bind(&r.instance_id)
@@ -318,6 +324,8 @@ impl PgStore {
             .bind(r.created_at)
             .bind(r.updated_at)
             .bind(r.finished_at)
+            .bind(r.lease_token)
+            .bind(r.waits_for)
             .execute(&mut *tx)
             .await?;
         }

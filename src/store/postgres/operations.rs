@@ -34,6 +34,7 @@ struct OperationRow {
     attempts: i32,
     deadline_at: DateTime<Utc>,
     next_attempt_at: DateTime<Utc>,
+    lease_token: Option<Uuid>,
 }
 
 /// A claimed operation joined with its instance's columns (null when it is gone).
@@ -92,6 +93,7 @@ impl From<OperationRow> for OperationRecord {
             attempts: r.attempts,
             deadline_at: r.deadline_at,
             next_attempt_at: r.next_attempt_at,
+            lease_token: r.lease_token,
         }
     }
 }
@@ -100,7 +102,7 @@ impl From<OperationRow> for OperationRecord {
 macro_rules! operation_columns {
     () => {
         "operation_id, instance_id, binding_id, kind, state, description, request, attempts, \
-         deadline_at, next_attempt_at"
+         deadline_at, next_attempt_at, lease_token"
     };
 }
 
@@ -112,10 +114,11 @@ macro_rules! insert_operation_from {
     ($gate:literal) => {
         concat!(
             "insert into operation (operation_id, instance_id, binding_id, kind, state, request, \
-                 deadline_at, lease_owner, lease_expires_at, attempts) \
+                 deadline_at, lease_owner, lease_expires_at, attempts, lease_token) \
              select $1, $2, $3, $4, 'in progress', $5, now() + $6, $7, \
                  case when $7::text is null then null else now() + $8 end, \
-                 case when $7::text is null then 0 else 1 end \
+                 case when $7::text is null then 0 else 1 end, \
+                 case when $7::text is null then null else $1 end \
              from ",
             $gate
         )
@@ -124,7 +127,8 @@ macro_rules! insert_operation_from {
 pub(super) use insert_operation_from;
 
 /// Binds an operation's values as `$1`..`$8`, in the order `insert_operation_from!`
-/// expects; the statement's own values follow from `$9`.
+/// expects; the statement's own values follow from `$9`. An inline run's lease token
+/// is the operation id (see [`NewOperation::inline_owner`]).
 pub(super) fn bind_operation<'q>(
     query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
     op: &'q NewOperation<'q>,
@@ -138,6 +142,18 @@ pub(super) fn bind_operation<'q>(
         .bind(op.deadline)
         .bind(op.inline_owner)
         .bind(op.lease)
+}
+
+/// True when the lease of operation alias `$alias` is held by a process known to be
+/// gone: one that promised to stay alive (`broker_process`) and did not keep it.
+macro_rules! owner_gone {
+    ($alias:literal) => {
+        concat!(
+            "exists (select 1 from broker_process p where p.owner = ",
+            $alias,
+            ".lease_owner and p.alive_until < now())"
+        )
+    };
 }
 
 impl PgStore {
@@ -175,10 +191,12 @@ impl PgStore {
         Ok(row.map(Into::into))
     }
 
-    /// Claims up to `limit` runnable operations for `owner`: in progress, due, and
-    /// with a free or expired lease (their worker died), oldest due first, each with
-    /// its instance. One statement, so no transaction stays open while the backend
-    /// works; `SKIP LOCKED` lets replicas claim side by side without waiting.
+    /// Claims up to `limit` runnable operations for `owner`: in progress, due, with a
+    /// free or expired lease or one held by a process known to be gone, and not
+    /// waiting for a superseded run that still holds its lease; oldest due first, each
+    /// with its instance and a fresh lease token. One statement, so no transaction
+    /// stays open while the backend works; `SKIP LOCKED` lets replicas claim side by
+    /// side without waiting.
     pub async fn claim_operations(
         &self,
         owner: &str,
@@ -188,12 +206,21 @@ impl PgStore {
         let rows: Vec<ClaimedRow> = sqlx::query_as(concat!(
             "with claimed as ( \
                  update operation set lease_owner = $1, lease_expires_at = now() + $2, \
-                     attempts = attempts + 1, updated_at = now() \
+                     lease_token = gen_random_uuid(), attempts = attempts + 1, \
+                     updated_at = now() \
                  where operation_id in ( \
-                     select operation_id from operation \
-                     where state = 'in progress' and next_attempt_at <= now() \
-                         and (lease_expires_at is null or lease_expires_at < now()) \
-                     order by next_attempt_at \
+                     select o.operation_id from operation o \
+                     where o.state = 'in progress' and o.next_attempt_at <= now() \
+                         and (o.lease_expires_at is null or o.lease_expires_at < now() \
+                             or ",
+            owner_gone!("o"),
+            ") and (o.waits_for is null or not exists ( \
+                             select 1 from operation s where s.operation_id = o.waits_for \
+                                 and s.lease_token is not null and s.lease_expires_at >= now() \
+                                 and not ",
+            owner_gone!("s"),
+            ")) \
+                     order by o.next_attempt_at \
                      for update skip locked \
                      limit $3) \
                  returning ",
@@ -213,19 +240,20 @@ impl PgStore {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    /// Extends the lease; `false` when `owner` no longer holds it.
+    /// Extends the lease; `false` when the claim holding `token` no longer holds it
+    /// (another claim took the operation, or it was finished or superseded).
     pub async fn renew_lease(
         &self,
         operation_id: Uuid,
-        owner: &str,
+        token: Uuid,
         lease: Duration,
     ) -> Result<bool, sqlx::Error> {
         Ok(sqlx::query(
             "update operation set lease_expires_at = now() + $3 \
-             where operation_id = $1 and lease_owner = $2 and state not in ('succeeded', 'failed')",
+             where operation_id = $1 and lease_token = $2 and state not in ('succeeded', 'failed')",
         )
         .bind(operation_id)
-        .bind(owner)
+        .bind(token)
         .bind(lease)
         .execute(&self.pool)
         .await?
@@ -237,17 +265,18 @@ impl PgStore {
     pub async fn retry_operation_later(
         &self,
         operation_id: Uuid,
-        owner: &str,
+        token: Uuid,
         delay: Duration,
         description: &str,
     ) -> Result<bool, sqlx::Error> {
         Ok(sqlx::query(
             "update operation set lease_owner = null, lease_expires_at = null, \
-                 next_attempt_at = now() + $3, description = $4, updated_at = now() \
-             where operation_id = $1 and lease_owner = $2 and state not in ('succeeded', 'failed')",
+                 lease_token = null, next_attempt_at = now() + $3, description = $4, \
+                 updated_at = now() \
+             where operation_id = $1 and lease_token = $2 and state not in ('succeeded', 'failed')",
         )
         .bind(operation_id)
-        .bind(owner)
+        .bind(token)
         .bind(delay)
         .bind(description)
         .execute(&self.pool)
@@ -256,31 +285,53 @@ impl PgStore {
             == 1)
     }
 
-    /// Releases the lease without changing anything else, so that another worker
-    /// (or replica) can take the operation at once (graceful shutdown).
-    pub async fn release_lease(&self, operation_id: Uuid, owner: &str) -> Result<(), sqlx::Error> {
+    /// Gives a claim back without changing anything else, so that the operation (or
+    /// the delete waiting for a superseded one) can be taken at once: at graceful
+    /// shutdown, and by a run that stops working on an operation it no longer owns.
+    /// An operation still in progress does not count the attempt.
+    pub async fn release_lease(&self, operation_id: Uuid, token: Uuid) -> Result<(), sqlx::Error> {
         sqlx::query(
             "update operation set lease_owner = null, lease_expires_at = null, \
-                 attempts = greatest(attempts - 1, 0) \
-             where operation_id = $1 and lease_owner = $2 and state not in ('succeeded', 'failed')",
+                 lease_token = null, \
+                 attempts = case when state = 'in progress' then greatest(attempts - 1, 0) \
+                     else attempts end \
+             where operation_id = $1 and lease_token = $2",
         )
         .bind(operation_id)
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Promises that `owner` is alive until `until` from now (`None`: it has stopped,
+    /// so its leases may be taken at once), and forgets processes gone for a day.
+    pub async fn heartbeat(&self, owner: &str, until: Option<Duration>) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "with gone as (delete from broker_process \
+                 where alive_until < now() - interval '1 day' and owner <> $1) \
+             insert into broker_process (owner, alive_until) \
+             values ($1, now() + coalesce($2, interval '0')) \
+             on conflict (owner) do update set alive_until = excluded.alive_until",
+        )
         .bind(owner)
+        .bind(until)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
     /// Records how the operation ended and applies its effect to the instance or
-    /// binding, in one transaction, only while `owner` holds the lease. `false` means
-    /// the lease was lost: another worker owns the operation and will finish it.
+    /// binding, in one statement, only while the claim holding `token` holds the
+    /// lease. `false` means the claim was lost: the operation was taken over, finished
+    /// or superseded, and this run must not write.
     pub async fn finish_operation(
         &self,
         op: &OperationRecord,
-        owner: &str,
+        token: Uuid,
         outcome: &Outcome,
     ) -> Result<bool, sqlx::Error> {
-        self.record_outcome(op, Some(owner), outcome).await
+        self.record_outcome(op, Some(token), outcome).await
     }
 
     /// Fails an operation that has passed its deadline, whoever holds it.
@@ -296,11 +347,12 @@ impl PgStore {
     }
 
     /// Writes the outcome and its effect in one statement, if the operation is still
-    /// running (and, with `owner`, still leased by it). `false` when nothing was written.
+    /// running (and, with `token`, still leased by that claim). `false` when nothing
+    /// was written.
     async fn record_outcome(
         &self,
         op: &OperationRecord,
-        owner: Option<&str>,
+        token: Option<Uuid>,
         outcome: &Outcome,
     ) -> Result<bool, sqlx::Error> {
         let (state, description, sealed) = match outcome {
@@ -314,7 +366,7 @@ impl PgStore {
         let succeeded = state == OperationState::Succeeded;
         let finished: i64 = sqlx::query_scalar(effect_statement(op.kind, succeeded))
             .bind(op.operation_id)
-            .bind(owner)
+            .bind(token)
             .bind(state.as_str())
             .bind(description)
             .bind(&op.instance_id)
@@ -328,7 +380,7 @@ impl PgStore {
     }
 }
 
-/// The outcome statement: `$1` operation id, `$2` lease owner (null: whoever holds
+/// The outcome statement: `$1` operation id, `$2` lease token (null: whoever holds
 /// it), `$3` state, `$4` description, `$5` instance id, `$6` binding id, `$7` the
 /// operation's request, `$8`/`$9` sealed credentials and key label (sqlx declares
 /// every parameter's type, so an effect may leave some unused). It answers how many
@@ -340,8 +392,9 @@ macro_rules! finish_with {
         concat!(
             "with finished as ( \
                  update operation set state = $3, description = $4, finished_at = now(), \
-                     updated_at = now(), lease_owner = null, lease_expires_at = null \
-                 where operation_id = $1 and ($2::text is null or lease_owner = $2) \
+                     updated_at = now(), lease_owner = null, lease_expires_at = null, \
+                     lease_token = null \
+                 where operation_id = $1 and ($2::uuid is null or lease_token = $2) \
                      and state not in ('succeeded', 'failed') \
                  returning operation_id)",
             $(", ", $effect,)+
@@ -411,9 +464,10 @@ fn effect_statement(kind: OperationKind, succeeded: bool) -> &'static str {
 
 impl PgStore {
     /// Stops a running create (provision or bind) in favour of a delete: the running
-    /// operation is failed, `replacement` becomes the active operation, and it is held
-    /// back until the running attempt's lease has expired. The running attempt notices
-    /// at its next lease renewal and stops, so the delete never races its create.
+    /// operation is failed, `replacement` becomes the active operation, and it waits
+    /// (`waits_for`) until the running attempt gives its claim back, its lease
+    /// expires, or its process is known to be gone. The running attempt notices at its
+    /// next renewal (within a second) and stops, so the delete never races its create.
     /// `false` when `running` is no longer the active operation.
     pub async fn supersede_operation(
         &self,
@@ -447,11 +501,13 @@ impl PgStore {
         if active.flatten() != Some(running) {
             return Ok(false);
         }
-        let lease_expires_at: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
+        // The lease columns stay: they are how the replacement knows whether the
+        // superseded run may still be working.
+        let lease_token: Option<Option<Uuid>> = sqlx::query_scalar(
             "update operation set state = 'failed', description = $2, finished_at = now(), \
                  updated_at = now() \
              where operation_id = $1 and state not in ('succeeded', 'failed') \
-             returning lease_expires_at",
+             returning lease_token",
         )
         .bind(running)
         .bind(reason)
@@ -468,10 +524,10 @@ impl PgStore {
         )
         .execute(&mut *tx)
         .await?;
-        if let Some(Some(until)) = lease_expires_at {
-            sqlx::query("update operation set next_attempt_at = greatest(now(), $2) where operation_id = $1")
+        if let Some(Some(_)) = lease_token {
+            sqlx::query("update operation set waits_for = $2 where operation_id = $1")
                 .bind(replacement.operation_id)
-                .bind(until)
+                .bind(running)
                 .execute(&mut *tx)
                 .await?;
         }

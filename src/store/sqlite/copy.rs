@@ -6,7 +6,7 @@ use uuid::fmt::Hyphenated;
 use super::bindings::sealed;
 use super::{
     SqliteStore, decode_error, id, json, micros, optional_id, optional_json, optional_time,
-    parse_json, parse_optional_json, time,
+    parse_json, parse_optional_json, time, token,
 };
 use crate::osb::OperationState;
 use crate::store::copy::{ExportedBinding, ExportedInstance, ExportedOperation, RowCounts};
@@ -114,6 +114,8 @@ struct OperationRow {
     next_attempt_at: i64,
     lease_owner: Option<String>,
     lease_expires_at: Option<i64>,
+    lease_token: Option<String>,
+    waits_for: Option<Hyphenated>,
     deadline_at: i64,
     created_at: i64,
     updated_at: i64,
@@ -136,6 +138,12 @@ impl TryFrom<OperationRow> for ExportedOperation {
             next_attempt_at: time(r.next_attempt_at)?,
             lease_owner: r.lease_owner,
             lease_expires_at: optional_time(r.lease_expires_at)?,
+            lease_token: r
+                .lease_token
+                .map(|t| uuid::Uuid::parse_str(&t))
+                .transpose()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            waits_for: r.waits_for.map(Hyphenated::into_uuid),
             deadline_at: time(r.deadline_at)?,
             created_at: time(r.created_at)?,
             updated_at: time(r.updated_at)?,
@@ -316,8 +324,8 @@ impl SqliteStore {
     ) -> Result<Vec<ExportedOperation>, sqlx::Error> {
         let rows: Vec<OperationRow> = sqlx::query_as(
             "select operation_id, instance_id, binding_id, kind, state, description, request, \
-                 attempts, next_attempt_at, lease_owner, lease_expires_at, deadline_at, \
-                 created_at, updated_at, finished_at \
+                 attempts, next_attempt_at, lease_owner, lease_expires_at, lease_token, \
+                 waits_for, deadline_at, created_at, updated_at, finished_at \
              from operation where (?1 is null or operation_id > ?1) \
              order by operation_id limit ?2",
         )
@@ -335,8 +343,10 @@ impl SqliteStore {
             sqlx::query(
                 "insert into operation (operation_id, instance_id, binding_id, kind, state, \
                      description, request, attempts, next_attempt_at, lease_owner, \
-                     lease_expires_at, deadline_at, created_at, updated_at, finished_at) \
-                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     lease_expires_at, deadline_at, created_at, updated_at, finished_at, \
+                     lease_token, waits_for) \
+                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                     ?16, ?17)",
             )
             .bind(id(r.operation_id))
             .bind(&r.instance_id)
@@ -353,6 +363,8 @@ impl SqliteStore {
             .bind(micros(r.created_at))
             .bind(micros(r.updated_at))
             .bind(r.finished_at.map(micros))
+            .bind(r.lease_token.map(token))
+            .bind(optional_id(r.waits_for))
             .execute(&mut *tx)
             .await?;
         }

@@ -228,6 +228,12 @@ fn id(uuid: Uuid) -> Hyphenated {
     uuid.hyphenated()
 }
 
+/// A lease token as stored: 32 lowercase hex digits, the form a claim's
+/// `lower(hex(randomblob(16)))` writes.
+fn token(uuid: Uuid) -> uuid::fmt::Simple {
+    uuid.simple()
+}
+
 fn optional_id(uuid: Option<Uuid>) -> Option<Hyphenated> {
     uuid.map(id)
 }

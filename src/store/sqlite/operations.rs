@@ -14,7 +14,7 @@ use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 use uuid::fmt::Hyphenated;
 
-use super::{SqliteStore, id, json, now, parse_json, plus, time};
+use super::{SqliteStore, id, json, now, parse_json, plus, time, token};
 use crate::osb::OperationState;
 use crate::store::{
     ClaimedOperation, NewOperation, OperationKind, OperationRecord, OperationTarget, Outcome,
@@ -32,6 +32,7 @@ struct OperationRow {
     attempts: i32,
     deadline_at: i64,
     next_attempt_at: i64,
+    lease_token: Option<String>,
 }
 
 impl TryFrom<OperationRow> for OperationRecord {
@@ -49,12 +50,17 @@ impl TryFrom<OperationRow> for OperationRecord {
             attempts: r.attempts,
             deadline_at: time(r.deadline_at)?,
             next_attempt_at: time(r.next_attempt_at)?,
+            lease_token: r
+                .lease_token
+                .map(|t| Uuid::parse_str(&t))
+                .transpose()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         })
     }
 }
 
 const OPERATION_COLUMNS: &str = "operation_id, instance_id, binding_id, kind, state, description, \
-     request, attempts, deadline_at, next_attempt_at";
+     request, attempts, deadline_at, next_attempt_at, lease_token";
 
 /// Inserts a new operation, stamped `now`; leased to its requester when it runs inline.
 pub(super) async fn insert_operation(
@@ -66,8 +72,8 @@ pub(super) async fn insert_operation(
     sqlx::query(
         "insert into operation (operation_id, instance_id, binding_id, kind, state, request, \
              deadline_at, lease_owner, lease_expires_at, attempts, next_attempt_at, \
-             created_at, updated_at) \
-         values (?1, ?2, ?3, ?4, 'in progress', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10)",
+             created_at, updated_at, lease_token) \
+         values (?1, ?2, ?3, ?4, 'in progress', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10, ?11)",
     )
     .bind(id(op.operation_id))
     .bind(op.instance_id)
@@ -79,9 +85,21 @@ pub(super) async fn insert_operation(
     .bind(lease_expires_at)
     .bind(i32::from(op.inline_owner.is_some()))
     .bind(now)
+    // An inline run's lease token is the operation id (see `NewOperation::inline_owner`).
+    .bind(op.inline_owner.map(|_| token(op.operation_id)))
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// True when the lease of operation alias `alias` is held by a process known to be
+/// gone: one that promised to stay alive (`broker_process`) and did not keep it.
+/// `?3` is now.
+fn owner_gone(alias: &str) -> String {
+    format!(
+        "exists (select 1 from broker_process p where p.owner = {alias}.lease_owner \
+         and p.alive_until < ?3)"
+    )
 }
 
 impl SqliteStore {
@@ -131,10 +149,11 @@ impl SqliteStore {
         row.map(TryInto::try_into).transpose()
     }
 
-    /// Claims up to `limit` runnable operations for `owner`: in progress, due, and
-    /// with a free or expired lease (their worker died), oldest due first, each with
-    /// its instance. One statement on the writer, so no transaction stays open while
-    /// the backend works.
+    /// Claims up to `limit` runnable operations for `owner`: in progress, due, with a
+    /// free or expired lease or one held by a process known to be gone, and not
+    /// waiting for a superseded run that still holds its lease; oldest due first, each
+    /// with its instance and a fresh lease token. One statement on the writer, so no
+    /// transaction stays open while the backend works.
     pub async fn claim_operations(
         &self,
         owner: &str,
@@ -144,14 +163,22 @@ impl SqliteStore {
         let now = now();
         let rows: Vec<OperationRow> = sqlx::query_as(&format!(
             "update operation set lease_owner = ?1, lease_expires_at = ?2, \
-                 attempts = attempts + 1, updated_at = ?3 \
+                 lease_token = lower(hex(randomblob(16))), attempts = attempts + 1, \
+                 updated_at = ?3 \
              where operation_id in ( \
-                 select operation_id from operation \
-                 where state = 'in progress' and next_attempt_at <= ?3 \
-                     and (lease_expires_at is null or lease_expires_at < ?3) \
-                 order by next_attempt_at \
+                 select o.operation_id from operation o \
+                 where o.state = 'in progress' and o.next_attempt_at <= ?3 \
+                     and (o.lease_expires_at is null or o.lease_expires_at < ?3 \
+                         or {gone_o}) \
+                     and (o.waits_for is null or not exists ( \
+                         select 1 from operation s where s.operation_id = o.waits_for \
+                             and s.lease_token is not null and s.lease_expires_at >= ?3 \
+                             and not {gone_s})) \
+                 order by o.next_attempt_at \
                  limit ?4) \
-             returning {OPERATION_COLUMNS}"
+             returning {OPERATION_COLUMNS}",
+            gone_o = owner_gone("o"),
+            gone_s = owner_gone("s"),
         ))
         .bind(owner)
         .bind(plus(now, lease))
@@ -172,19 +199,20 @@ impl SqliteStore {
         Ok(claimed)
     }
 
-    /// Extends the lease; `false` when `owner` no longer holds it.
+    /// Extends the lease; `false` when the claim holding `token` no longer holds it
+    /// (another claim took the operation, or it was finished or superseded).
     pub async fn renew_lease(
         &self,
         operation_id: Uuid,
-        owner: &str,
+        lease_token: Uuid,
         lease: Duration,
     ) -> Result<bool, sqlx::Error> {
         Ok(sqlx::query(
             "update operation set lease_expires_at = ?3 \
-             where operation_id = ?1 and lease_owner = ?2 and state = 'in progress'",
+             where operation_id = ?1 and lease_token = ?2 and state = 'in progress'",
         )
         .bind(id(operation_id))
-        .bind(owner)
+        .bind(token(lease_token))
         .bind(plus(now(), lease))
         .execute(self.writer())
         .await?
@@ -196,18 +224,18 @@ impl SqliteStore {
     pub async fn retry_operation_later(
         &self,
         operation_id: Uuid,
-        owner: &str,
+        lease_token: Uuid,
         delay: Duration,
         description: &str,
     ) -> Result<bool, sqlx::Error> {
         let now = now();
         Ok(sqlx::query(
             "update operation set lease_owner = null, lease_expires_at = null, \
-                 next_attempt_at = ?3, description = ?4, updated_at = ?5 \
-             where operation_id = ?1 and lease_owner = ?2 and state = 'in progress'",
+                 lease_token = null, next_attempt_at = ?3, description = ?4, updated_at = ?5 \
+             where operation_id = ?1 and lease_token = ?2 and state = 'in progress'",
         )
         .bind(id(operation_id))
-        .bind(owner)
+        .bind(token(lease_token))
         .bind(plus(now, delay))
         .bind(description)
         .bind(now)
@@ -217,31 +245,74 @@ impl SqliteStore {
             == 1)
     }
 
-    /// Releases the lease without changing anything else, so that another worker can
-    /// take the operation at once (graceful shutdown).
-    pub async fn release_lease(&self, operation_id: Uuid, owner: &str) -> Result<(), sqlx::Error> {
+    /// Gives a claim back without changing anything else, so that the operation (or
+    /// the delete waiting for a superseded one) can be taken at once: at graceful
+    /// shutdown, and by a run that stops working on an operation it no longer owns.
+    /// An operation still in progress does not count the attempt.
+    pub async fn release_lease(
+        &self,
+        operation_id: Uuid,
+        lease_token: Uuid,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "update operation set lease_owner = null, lease_expires_at = null, \
-                 attempts = max(attempts - 1, 0) \
-             where operation_id = ?1 and lease_owner = ?2 and state = 'in progress'",
+                 lease_token = null, \
+                 attempts = case when state = 'in progress' then max(attempts - 1, 0) \
+                     else attempts end \
+             where operation_id = ?1 and lease_token = ?2",
         )
         .bind(id(operation_id))
-        .bind(owner)
+        .bind(token(lease_token))
         .execute(self.writer())
         .await?;
         Ok(())
     }
 
+    /// Frees every lease: called at start-up, when the lock file proves that no other
+    /// process uses this file, so whoever held them is gone.
+    pub async fn release_orphaned_leases(&self) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "update operation set lease_owner = null, lease_expires_at = null, \
+                 lease_token = null \
+             where lease_token is not null or lease_owner is not null",
+        )
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// Promises that `owner` is alive until `until` from now (`None`: it has stopped,
+    /// so its leases may be taken at once), and forgets processes gone for a day.
+    pub async fn heartbeat(&self, owner: &str, until: Option<Duration>) -> Result<(), sqlx::Error> {
+        let now = now();
+        let mut tx = self.begin().await?;
+        sqlx::query("delete from broker_process where alive_until < ?1 and owner <> ?2")
+            .bind(now - 86_400_000_000)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "insert into broker_process (owner, alive_until) values (?1, ?2) \
+             on conflict (owner) do update set alive_until = excluded.alive_until",
+        )
+        .bind(owner)
+        .bind(until.map_or(now, |until| plus(now, until)))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
     /// Records how the operation ended and applies its effect to the instance or
-    /// binding, in one transaction, only while `owner` holds the lease. `false` means
-    /// the lease was lost: another worker owns the operation and will finish it.
+    /// binding, in one transaction, only while the claim holding `lease_token` holds
+    /// the lease. `false` means the claim was lost: the operation was taken over,
+    /// finished or superseded, and this run must not write.
     pub async fn finish_operation(
         &self,
         op: &OperationRecord,
-        owner: &str,
+        lease_token: Uuid,
         outcome: &Outcome,
     ) -> Result<bool, sqlx::Error> {
-        self.record_outcome(op, Some(owner), outcome).await
+        self.record_outcome(op, Some(lease_token), outcome).await
     }
 
     /// Fails an operation that has passed its deadline, whoever holds it.
@@ -257,11 +328,12 @@ impl SqliteStore {
     }
 
     /// Writes the outcome and its effect in one transaction, if the operation is still
-    /// running (and, with `owner`, still leased by it). `false` when nothing was written.
+    /// running (and, with `lease_token`, still leased by that claim). `false` when
+    /// nothing was written.
     async fn record_outcome(
         &self,
         op: &OperationRecord,
-        owner: Option<&str>,
+        lease_token: Option<Uuid>,
         outcome: &Outcome,
     ) -> Result<bool, sqlx::Error> {
         let mut tx = self.begin().await?;
@@ -272,12 +344,13 @@ impl SqliteStore {
         };
         let changed = sqlx::query(
             "update operation set state = ?3, description = ?4, finished_at = ?5, \
-                 updated_at = ?5, lease_owner = null, lease_expires_at = null \
-             where operation_id = ?1 and (?2 is null or lease_owner = ?2) \
+                 updated_at = ?5, lease_owner = null, lease_expires_at = null, \
+                 lease_token = null \
+             where operation_id = ?1 and (?2 is null or lease_token = ?2) \
                  and state = 'in progress'",
         )
         .bind(id(op.operation_id))
-        .bind(owner)
+        .bind(lease_token.map(token))
         .bind(state.as_str())
         .bind(description)
         .bind(now)
@@ -452,9 +525,10 @@ async fn binding_update(
 
 impl SqliteStore {
     /// Stops a running create (provision or bind) in favour of a delete: the running
-    /// operation is failed, `replacement` becomes the active operation, and it is held
-    /// back until the running attempt's lease has expired. The running attempt notices
-    /// at its next lease renewal and stops, so the delete never races its create.
+    /// operation is failed, `replacement` becomes the active operation, and it waits
+    /// (`waits_for`) until the running attempt gives its claim back, its lease
+    /// expires, or its process is known to be gone. The running attempt notices at its
+    /// next renewal (within a second) and stops, so the delete never races its create.
     /// `false` when `running` is no longer the active operation.
     pub async fn supersede_operation(
         &self,
@@ -490,11 +564,13 @@ impl SqliteStore {
             tx.rollback().await?;
             return Ok(false);
         }
-        let lease_expires_at: Option<Option<i64>> = sqlx::query_scalar(
+        // The lease columns stay: they are how the replacement knows whether the
+        // superseded run may still be working.
+        let lease_token: Option<Option<String>> = sqlx::query_scalar(
             "update operation set state = 'failed', description = ?2, finished_at = ?3, \
                  updated_at = ?3 \
              where operation_id = ?1 and state = 'in progress' \
-             returning lease_expires_at",
+             returning lease_token",
         )
         .bind(id(running))
         .bind(reason)
@@ -508,15 +584,12 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         insert_operation(&mut tx, replacement, now).await?;
-        if let Some(Some(until)) = lease_expires_at {
-            sqlx::query(
-                "update operation set next_attempt_at = max(?2, ?3) where operation_id = ?1",
-            )
-            .bind(id(replacement.operation_id))
-            .bind(now)
-            .bind(until)
-            .execute(&mut *tx)
-            .await?;
+        if let Some(Some(_)) = lease_token {
+            sqlx::query("update operation set waits_for = ?2 where operation_id = ?1")
+                .bind(id(replacement.operation_id))
+                .bind(id(running))
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(true)

@@ -1,0 +1,203 @@
+//! Fenced operations (issue 19, item 1): a run whose claim was superseded can never
+//! write, and what it did to the managed server agrees with what the current run
+//! stored. Reproduced as it was found: a frozen Redis (SIGSTOP) holds the first runs
+//! of async binds, the state database goes away for longer than the lease, the same
+//! process claims the binds again, then Redis resumes and both runs' commands land.
+//! Private servers only: a PostgreSQL cluster for the state and a Redis of the test's
+//! own; the shared ones are never stopped.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bindery::config::Settings;
+use bindery::startup::builtin_backends;
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::*;
+use crate::private_pg::PrivateCluster;
+
+const REDIS_SERVICE: &str = "4c6e8a20-1b3d-4f59-9e72-8d0a6c4b2e50";
+const REDIS_PLAN: &str = "0a5d2c84-7b9e-4f31-8c6a-3e1f9b7d5c02";
+
+/// A `redis-server` of the test's own on a free port, killed when dropped.
+struct PrivateRedis {
+    port: u16,
+    child: Child,
+}
+
+impl PrivateRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let redis = Self { port, child };
+        for _ in 0..50 {
+            if redis.cli(&["ping"]).is_some_and(|out| out == "PONG") {
+                return redis;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the private redis-server did not answer");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Runs redis-cli against this server; its trimmed output, `None` when it failed.
+    fn cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn binds_rerun_after_a_state_outage_while_redis_was_frozen_store_working_credentials() {
+    let cluster = PrivateCluster::start();
+    let redis = PrivateRedis::start();
+    let admin_url = format!("redis://127.0.0.1:{}", redis.port);
+    let backends = [
+        ("BINDERY_REDIS_ADMIN_URL", admin_url.as_str()),
+        ("BINDERY_REDIS_NAME_PREFIX", "bdfence"),
+    ];
+    let settings = Settings::load_from(None, |n| {
+        backends
+            .iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap();
+    let mut app = TestApp::spawn_with(Spawn {
+        catalog: std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"))
+            .unwrap(),
+        registry: Some(builtin_backends(&settings).unwrap()),
+        env: vec![
+            ("DATABASE_URL".into(), cluster.url("bindery_fencing")),
+            ("BINDERY_LEASE_SECONDS".into(), "3".into()),
+            ("BINDERY_WORKER_CONCURRENCY".into(), "32".into()),
+        ],
+        ..Spawn::default()
+    })
+    .await;
+    app.version = "2.14".into();
+
+    let instance = new_id();
+    let r = app
+        .provision(&instance, provision_body(REDIS_SERVICE, REDIS_PLAN))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
+
+    // Redis freezes; async binds are claimed and their first runs hang on it.
+    redis.signal("-STOP");
+    let bindings: Vec<String> = (0..12).map(|_| new_id()).collect();
+    for binding in &bindings {
+        let r = app
+            .send(
+                Method::PUT,
+                &format!(
+                    "/v2/service_instances/{instance}/service_bindings/{binding}?accepts_incomplete=true"
+                ),
+                Some(bind_body(REDIS_SERVICE, REDIS_PLAN)),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.raw);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // The state database goes away for longer than the lease: no renewal lands, and
+    // once it is back the same process claims every bind again.
+    cluster.crash();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    cluster.resume();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Redis resumes: the stale runs' commands and the current runs' land in turn.
+    redis.signal("-CONT");
+
+    for binding in &bindings {
+        let path =
+            format!("/v2/service_instances/{instance}/service_bindings/{binding}/last_operation");
+        let mut state = String::new();
+        for _ in 0..120 {
+            let r = app.send(Method::GET, &path, None).await;
+            state = r.body["state"].as_str().unwrap_or_default().to_owned();
+            if r.status == StatusCode::OK && state != "in progress" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert_eq!(state, "succeeded", "binding {binding}");
+        let r = app
+            .send(
+                Method::GET,
+                &format!("/v2/service_instances/{instance}/service_bindings/{binding}"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
+        let credentials = &r.body["credentials"];
+        let (user, password) = (
+            credentials["username"].as_str().unwrap(),
+            credentials["password"].as_str().unwrap(),
+        );
+        let whoami = redis.cli(&[
+            "--user",
+            user,
+            "--pass",
+            password,
+            "--no-auth-warning",
+            "ACL",
+            "WHOAMI",
+        ]);
+        assert_eq!(
+            whoami.as_deref(),
+            Some(user),
+            "binding {binding}: the stored credentials must work on the server"
+        );
+    }
+
+    // Nothing is left behind.
+    for binding in &bindings {
+        let r = app
+            .unbind(
+                &instance,
+                binding,
+                &format!("?service_id={REDIS_SERVICE}&plan_id={REDIS_PLAN}"),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
+    }
+    let r = app
+        .deprovision(
+            &instance,
+            &format!("?service_id={REDIS_SERVICE}&plan_id={REDIS_PLAN}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
+    let users = redis.cli(&["ACL", "USERS"]).unwrap();
+    assert!(!users.contains("bdfence"), "{users}");
+}
