@@ -27,11 +27,10 @@ RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked --bin bindery
 
 FROM debian:bookworm-slim
-# curl serves the HEALTHCHECK below (Kubernetes uses its own probes, plain Docker and
-# Compose use this one); ca-certificates lets an operator's TLS trust settings work.
-# bindery itself links no system TLS library (rustls).
+# ca-certificates lets an operator's TLS trust settings work. bindery itself links no
+# system TLS library (rustls), and its HEALTHCHECK is bindery itself (no curl).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 bindery \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
@@ -56,8 +55,10 @@ EXPOSE 8080
 
 # /healthz (liveness), not /readyz: an orchestrator that restarts unhealthy containers
 # should not restart every replica while the state database is briefly unreachable.
+# `bindery healthcheck` reads the same configuration as `serve`, so it follows
+# BINDERY_LISTEN and speaks TLS when BINDERY_TLS_* are set (Kubernetes uses its own probes).
 HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["curl", "--fail", "--silent", "--show-error", "--output", "/dev/null", "http://127.0.0.1:8080/healthz"]
+    CMD ["/usr/local/bin/bindery", "healthcheck"]
 
 # Numeric, not a name: Kubernetes' runAsNonRoot can only verify a numeric user.
 USER 10001:10001

@@ -1,5 +1,5 @@
 //! The command line: `bindery serve | migrate | migrate-store | check-catalog | rotate-keys |
-//! openapi`.
+//! openapi | healthcheck`.
 
 use std::path::PathBuf;
 
@@ -55,6 +55,9 @@ pub enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Ask the configured listener (TLS when configured) for /healthz; exit 0 only on a
+    /// 200. For a container's HEALTHCHECK.
+    Healthcheck,
     /// Validate a catalog file and list every problem, then exit (non-zero on problems).
     CheckCatalog {
         /// Catalog to check; default: the configured catalog (BINDERY_CATALOG).
@@ -80,6 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     crate::telemetry::init(&settings.log.filter, &settings.log.format);
     match cli.command {
         Command::Serve => serve(&settings).await,
+        Command::Healthcheck => crate::healthcheck::run(&settings).await,
         Command::Openapi { .. } => unreachable!("handled before loading settings"),
         Command::Migrate => {
             let store = Store::open(

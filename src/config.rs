@@ -160,6 +160,27 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         help: "requests handled at once; more are answered 503 at once",
     },
     EnvVar {
+        name: "BINDERY_HEADER_READ_TIMEOUT_SECONDS",
+        path: "header_read_timeout_seconds",
+        secret: false,
+        kind: EnvKind::Number,
+        help: "longest a request head may take to arrive (from the connection's start for its first request); also the grace a body gets",
+    },
+    EnvVar {
+        name: "BINDERY_IDLE_TIMEOUT_SECONDS",
+        path: "idle_timeout_seconds",
+        secret: false,
+        kind: EnvKind::Number,
+        help: "longest a kept-alive connection may sit idle between requests",
+    },
+    EnvVar {
+        name: "BINDERY_MIN_BODY_BYTES_PER_SECOND",
+        path: "min_body_bytes_per_second",
+        secret: false,
+        kind: EnvKind::Number,
+        help: "slowest average pace of a request body after the grace (408 below)",
+    },
+    EnvVar {
         name: "BINDERY_LOG",
         path: "log.filter",
         secret: false,
@@ -383,6 +404,15 @@ pub struct Settings {
     /// Requests handled at once.
     #[serde(default = "default_max_concurrent")]
     pub max_concurrent_requests: usize,
+    /// Longest a request head may take to arrive, in seconds.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_seconds: u64,
+    /// Longest a kept-alive connection may sit idle, in seconds.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: u64,
+    /// Slowest average pace of a request body, in bytes per second.
+    #[serde(default = "default_min_body_rate")]
+    pub min_body_bytes_per_second: u64,
     /// Logging.
     #[serde(default)]
     pub log: LogSettings,
@@ -557,6 +587,19 @@ fn default_request_timeout() -> u64 {
 fn default_max_concurrent() -> usize {
     1024
 }
+fn default_header_read_timeout() -> u64 {
+    // A platform sends its head in one write; 10 s covers a congested network.
+    10
+}
+fn default_idle_timeout() -> u64 {
+    // Longer than the idle timeout of common clients (Go's transport: 90 s), so that the
+    // client closes an idle connection, not the server while a request is on its way.
+    120
+}
+fn default_min_body_rate() -> u64 {
+    // OSB bodies are a few KiB: any working client is orders of magnitude faster.
+    1024
+}
 fn default_log_filter() -> String {
     "info".to_owned()
 }
@@ -664,6 +707,14 @@ impl Settings {
         if self.request_timeout_seconds == 0 || self.max_concurrent_requests == 0 {
             bail!(
                 "BINDERY_REQUEST_TIMEOUT_SECONDS and BINDERY_MAX_CONCURRENT_REQUESTS must be positive"
+            );
+        }
+        if self.header_read_timeout_seconds == 0
+            || self.idle_timeout_seconds == 0
+            || self.min_body_bytes_per_second == 0
+        {
+            bail!(
+                "BINDERY_HEADER_READ_TIMEOUT_SECONDS, BINDERY_IDLE_TIMEOUT_SECONDS and BINDERY_MIN_BODY_BYTES_PER_SECOND must be at least 1"
             );
         }
         if self.worker.lease_seconds < 3 {

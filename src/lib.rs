@@ -20,6 +20,8 @@ pub mod config;
 pub mod crypto;
 /// `BrokerError`, the one error type of requests.
 pub mod error;
+/// `bindery healthcheck`: the container's own probe.
+pub mod healthcheck;
 /// The HTTP edge.
 pub mod http;
 /// Encryption keys over stored state: start-up check and rotation.

@@ -292,6 +292,10 @@ impl Application {
                 max_concurrent_requests: settings.max_concurrent_requests,
                 metrics_on_api_listener: settings.metrics_listen.is_none(),
                 max_header_bytes: settings.max_header_bytes,
+                header_read_timeout: Duration::from_secs(settings.header_read_timeout_seconds),
+                idle_timeout: Duration::from_secs(settings.idle_timeout_seconds),
+                min_body_bytes_per_second: settings.min_body_bytes_per_second,
+                shutdown_grace: Duration::from_secs(settings.worker.shutdown_grace_seconds),
             },
             worker,
             store,
@@ -364,17 +368,16 @@ impl Application {
             self.liveness,
             alive.clone(),
         ));
+        let serving = self.http.serve_options();
         if let Some(listener) = self.metrics_listener {
             let metrics = crate::http::metrics_router().with_state(self.state.clone());
             let stop = stop.clone();
-            tokio::spawn(async move {
-                let served = axum::serve(listener, metrics)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await;
-                if let Err(e) = served {
-                    tracing::warn!(error = %e, "the metrics listener stopped");
-                }
-            });
+            tokio::spawn(crate::http::serve::serve(
+                listener,
+                metrics,
+                serving,
+                async move { stop.cancelled().await },
+            ));
         }
         let broker = self.state.broker.clone();
         let router = crate::http::router(self.state, &self.http);
@@ -385,17 +388,10 @@ impl Application {
         match self.tls {
             Some(files) => {
                 let listener = crate::http::tls::TlsListener::start(self.listener, files)?;
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+                crate::http::serve::serve(listener, router, serving, shutdown).await;
             }
-            None => {
-                axum::serve(self.listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
+            None => crate::http::serve::serve(self.listener, router, serving, shutdown).await,
         }
-        .context("HTTP server failed")?;
         if let Some(task) = worker_task {
             stop.cancel();
             let _ = task.await;

@@ -213,3 +213,106 @@ fn without_database_url_the_state_goes_to_sqlite_in_the_data_dir_and_the_first_l
     first.wait().unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Starts `bindery serve` on a free port with `env` added; returns the process and its port.
+fn serve_with(data_dir: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Child, u16) {
+    use std::io::{BufRead as _, BufReader};
+    let mut command = bindery();
+    command
+        .arg("serve")
+        .env("BINDERY_DATA_DIR", data_dir)
+        .env("BINDERY_LISTEN", "127.0.0.1:0")
+        .env(
+            "BINDERY_CATALOG",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"),
+        )
+        .env("BINDERY_USERNAME", "u")
+        .env("BINDERY_PASSWORD", "p")
+        .env("BINDERY_LOG_FORMAT", "json")
+        .env(
+            "BINDERY_ENCRYPTION_KEYS",
+            "k:q1ZQDkyvSO0jD0b1S1OEBlJGwqvbCuX1B6e4MZq0C5c=",
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.contains("bindery is serving the OSB API") {
+            let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let port = entry["fields"]["port"]
+                .as_u64()
+                .or_else(|| entry["port"].as_u64())
+                .unwrap_or_else(|| panic!("no port in {line}"));
+            return (child, port as u16);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("bindery serve did not start");
+}
+
+fn healthcheck(port: u16, env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = bindery();
+    command
+        .arg("healthcheck")
+        .env("BINDERY_LISTEN", format!("127.0.0.1:{port}"));
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn healthcheck_passes_against_a_serving_broker_and_fails_against_nothing() {
+    let dir = std::env::temp_dir().join(format!("bindery-hc-{}", uuid::Uuid::new_v4().simple()));
+    let (mut broker, port) = serve_with(&dir, &[]);
+    let up = healthcheck(port, &[]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+    let down = healthcheck(port, &[]);
+    assert!(!down.status.success(), "nothing listens any more");
+    let said = String::from_utf8_lossy(&down.stderr);
+    assert!(said.contains("/healthz"), "{said}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn healthcheck_speaks_tls_when_tls_is_configured() {
+    use rcgen::{CertificateParams, KeyPair};
+    let dir = std::env::temp_dir().join(format!("bindery-hc-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A self-signed certificate for another name: the check does not verify it.
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["bindery.example".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_file, key_file) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let tls = [
+        ("BINDERY_TLS_CERT_FILE", cert_file.to_str().unwrap()),
+        ("BINDERY_TLS_KEY_FILE", key_file.to_str().unwrap()),
+    ];
+    let (mut broker, port) = serve_with(&dir, &tls);
+    let over_tls = healthcheck(port, &tls);
+    let plain = healthcheck(port, &[]);
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+    assert!(
+        over_tls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&over_tls.stderr)
+    );
+    assert!(!plain.status.success(), "plain HTTP to the TLS port");
+    std::fs::remove_dir_all(&dir).ok();
+}

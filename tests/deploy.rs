@@ -317,6 +317,13 @@ fn check_wiring(docs: &[Value]) {
             listen_port,
             "{probe} port"
         );
+        // Explicit, and the same in the manifests and the chart: /readyz gives up on the
+        // store after 800 ms (src/http/health.rs), so a probe reads its 503 in time.
+        assert_eq!(
+            container(deployment)[probe]["timeoutSeconds"],
+            2,
+            "{probe} timeoutSeconds"
+        );
     }
 
     let service = only(docs, "Service");

@@ -1,6 +1,8 @@
 //! `/healthz` (the process answers) and `/readyz` (the database answers and every
 //! migration is applied). Both sit outside authentication for probes.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,6 +10,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+
+/// Longest the readiness check waits for the store. Kubernetes' probes (deploy/) give up
+/// after 2 s; an unreachable database must be reported as not ready before that, not
+/// after the pool's own connect timeout.
+const READY_CHECK_TIMEOUT: Duration = Duration::from_millis(800);
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process serves requests")))]
 /// Liveness: always 200 while the process serves requests.
@@ -21,7 +28,10 @@ pub async fn healthz() -> Response {
 ))]
 /// Readiness: 200 when the store is usable, 503 otherwise.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if state.broker.store().is_ready().await {
+    let ready = tokio::time::timeout(READY_CHECK_TIMEOUT, state.broker.store().is_ready())
+        .await
+        .unwrap_or(false);
+    if ready {
         Json(json!({"status": "ready"})).into_response()
     } else {
         (

@@ -3,7 +3,9 @@
 
 mod auth;
 mod bindings;
+mod body_rate;
 mod catalog;
+mod connection;
 mod errors;
 mod extract;
 mod health;
@@ -11,6 +13,7 @@ mod instances;
 mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod serve;
 pub mod tls;
 mod version;
 
@@ -42,6 +45,17 @@ pub struct AppState {
     pub broker: Broker,
 }
 
+impl HttpOptions {
+    /// How the listeners serve connections with these settings.
+    pub fn serve_options(&self) -> serve::ServeOptions {
+        serve::ServeOptions {
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            drain_timeout: self.shutdown_grace,
+        }
+    }
+}
+
 /// Edge settings.
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
@@ -57,6 +71,15 @@ pub struct HttpOptions {
     pub max_concurrent_requests: usize,
     /// Largest total size of request headers.
     pub max_header_bytes: usize,
+    /// Longest a request head may take to arrive (also the grace a body gets before
+    /// its pace counts).
+    pub header_read_timeout: Duration,
+    /// Longest a kept-alive connection may sit idle between requests.
+    pub idle_timeout: Duration,
+    /// Slowest pace a request body may arrive at, in bytes per second.
+    pub min_body_bytes_per_second: u64,
+    /// Longest a graceful shutdown waits for open connections.
+    pub shutdown_grace: Duration,
     /// Whether `/metrics` is served here (false when it has a listener of its own).
     pub metrics_on_api_listener: bool,
 }
@@ -107,6 +130,17 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         .route_layer(middleware::from_fn_with_state(
             options.authenticator.clone(),
             auth::require_auth,
+        ))
+        // The request bound covers the OSB API only: probes and metrics must answer
+        // while every slot is held.
+        .route_layer(middleware::from_fn_with_state(
+            limits::Bound {
+                request_timeout: options.request_timeout,
+                in_flight: Arc::new(tokio::sync::Semaphore::new(
+                    options.max_concurrent_requests.max(1),
+                )),
+            },
+            limits::bound,
         ));
     let (probes, _) = probe_routes().split_for_parts();
     let document = openapi::document();
@@ -124,12 +158,18 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         .layer(Extension(BodyLimit(options.max_body_bytes)))
         .layer(CatchPanicLayer::custom(errors::panic_response))
         .layer(middleware::from_fn_with_state(
-            limits::Limits {
-                request_timeout: options.request_timeout,
-                in_flight: Arc::new(tokio::sync::Semaphore::new(options.max_concurrent_requests.max(1))),
-                max_header_bytes: options.max_header_bytes,
+            body_rate::BodyRate {
+                min_bytes_per_second: options.min_body_bytes_per_second,
+                grace: options.header_read_timeout,
             },
-            limits::enforce,
+            body_rate::enforce,
+        ))
+        .layer(middleware::from_fn_with_state(
+            limits::Sizes {
+                max_header_bytes: options.max_header_bytes,
+                max_body_bytes: options.max_body_bytes,
+            },
+            limits::refuse_oversized,
         ))
         .layer(middleware::from_fn(errors::log_internal_errors))
         .layer(middleware::from_fn(errors::echo_request_identity))
