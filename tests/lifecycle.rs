@@ -4,6 +4,8 @@
 //!
 //! - At the default log level nothing is logged at WARN or above: operators alert on
 //!   WARN, so a routine lifecycle must not raise one (issue 13, item 3).
+//! - Every backend's bind returns exactly the credential keys docs/backends.md lists,
+//!   including the servicebinding.io keys `type` and `provider` (items 12 and 13).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader};
@@ -345,4 +347,72 @@ async fn a_lifecycle_of_every_backend_logs_nothing_at_warn_or_above() {
         loud.is_empty(),
         "logged at WARN or above (or not as a log event):\n{loud:#?}"
     );
+}
+/// The credential keys of each backend section of docs/backends.md: the first column
+/// of the table after the section's "Credentials" line, with each key's example.
+fn documented_credentials() -> BTreeMap<String, BTreeMap<String, String>> {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/backends.md")).unwrap();
+    let mut documented = BTreeMap::new();
+    for section in doc.split("\n## ").skip(1) {
+        let heading = section.lines().next().unwrap_or_default();
+        let Some(kind) = heading.split('`').nth(1) else {
+            continue;
+        };
+        let mut keys = BTreeMap::new();
+        let mut in_table = false;
+        for line in section.lines() {
+            if line.starts_with("Credentials") {
+                in_table = true;
+                continue;
+            }
+            if !in_table {
+                continue;
+            }
+            if !line.starts_with('|') {
+                if !keys.is_empty() {
+                    break;
+                }
+                continue;
+            }
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let (Some(key), Some(example)) = (cells.get(1), cells.get(2)) else {
+                continue;
+            };
+            if let Some(key) = key.strip_prefix('`').and_then(|k| k.strip_suffix('`')) {
+                keys.insert(key.to_owned(), example.trim_matches('`').to_owned());
+            }
+        }
+        documented.insert(kind.to_owned(), keys);
+    }
+    documented
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_backend_returns_exactly_the_credential_keys_docs_backends_md_lists() {
+    let broker = Broker::start("redis://127.0.0.1:6379");
+    let credentials = broker.lifecycle_of_every_service().await;
+    drop(broker);
+    let documented = documented_credentials();
+    for (kind, credentials) in &credentials {
+        let credentials = credentials.as_object().expect("credentials are an object");
+        let doc = documented
+            .get(kind)
+            .unwrap_or_else(|| panic!("docs/backends.md has no section for `{kind}`"));
+        assert_eq!(
+            credentials.keys().collect::<BTreeSet<_>>(),
+            doc.keys().collect::<BTreeSet<_>>(),
+            "{kind}: the keys of a real bind (left) and of docs/backends.md (right)"
+        );
+        for (key, value) in credentials {
+            assert!(
+                value.as_str().is_some_and(|v| !v.is_empty()),
+                "{kind}: {key} is a non-empty string"
+            );
+        }
+        // servicebinding.io: a Secret written from the credentials is a binding Secret.
+        assert_eq!(credentials["provider"], "bindery", "{kind}");
+        assert_eq!(credentials["type"], doc["type"].as_str(), "{kind}");
+        assert_eq!(credentials["provider"], doc["provider"].as_str(), "{kind}");
+    }
 }

@@ -374,7 +374,7 @@ impl PostgresBackend {
             percent_encode(username),
             percent_encode(password)
         );
-        Credentials::default()
+        Credentials::service_binding("postgresql")
             .with("uri", uri)
             .with("jdbc_url", jdbc_url)
             .with("host", host.clone())
