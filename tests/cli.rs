@@ -213,3 +213,60 @@ fn without_database_url_the_state_goes_to_sqlite_in_the_data_dir_and_the_first_l
     first.wait().unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn check_catalog_without_any_backend_checks_every_plan_and_names_the_unconfigured_ones() {
+    // As in a CI pipeline: no admin URL of any managed server.
+    let output = bindery()
+        .args([
+            "check-catalog",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("valid (4 services, 9 plans)"), "{stdout}");
+    for (kind, variable) in [
+        ("postgresql", "BINDERY_POSTGRES_ADMIN_URL"),
+        ("mariadb", "BINDERY_MARIADB_ADMIN_URL"),
+        ("redis", "BINDERY_REDIS_ADMIN_URL"),
+        ("rabbitmq", "BINDERY_RABBITMQ_API_URL"),
+    ] {
+        assert!(
+            stdout.lines().any(
+                |l| l.contains(&format!("{kind} plan(s) would not be served"))
+                    && l.contains(variable)
+            ),
+            "{kind} is named as unconfigured: {stdout}"
+        );
+    }
+
+    // The backends' own setting checks still run, without a server.
+    let path = write(
+        "catalog.yaml",
+        r#"services:
+  - id: s1
+    name: db
+    description: a database
+    bindable: true
+    backend: {kind: postgresql}
+    plans:
+      - id: p1
+        name: small
+        description: too many connections
+        backend: {settings: {connection_limit: 20000}}
+"#,
+    );
+    let output = bindery().arg("check-catalog").arg(&path).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("services[0].plans[0].backend.settings"),
+        "{stderr}"
+    );
+}

@@ -7,6 +7,7 @@
 //! A library user registers their own kind in a [`BackendRegistry`] without touching
 //! bindery's code.
 
+pub mod check_only;
 pub mod mariadb;
 pub mod postgres;
 pub mod rabbitmq;
