@@ -270,3 +270,51 @@ fn check_catalog_without_any_backend_checks_every_plan_and_names_the_unconfigure
         "{stderr}"
     );
 }
+
+#[test]
+fn every_bad_setting_stops_the_broker_with_one_line_naming_it_and_its_accepted_form() {
+    for (variable, value, form) in [
+        ("BINDERY_LISTEN", "nonsense", "0.0.0.0:8080"),
+        ("BINDERY_METRICS_LISTEN", "9090", "0.0.0.0:8080"),
+        (
+            "BINDERY_POSTGRES_CREDENTIALS_PORT",
+            "99999",
+            "from 1 to 65535",
+        ),
+        ("BINDERY_RABBITMQ_AMQP_PORT", "0", "from 1 to 65535"),
+        ("BINDERY_MAX_HEADER_BYTES", "10", "at least 1024"),
+        ("BINDERY_MAX_BODY_BYTES", "10", "at least 1024"),
+        ("BINDERY_LEASE_SECONDS", "1", "from 3 to 86400"),
+        ("BINDERY_WORKER_CONCURRENCY", "0", "from 1 to 100000"),
+        ("BINDERY_WORKER_CONCURRENCY", "lots", "from 1 to 100000"),
+        ("BINDERY_MIN_API_VERSION", "2.99", "from 2.13 to 2.17"),
+        ("BINDERY_LOG", "bindery=loud", "tracing filter"),
+        ("BINDERY_LOG_FORMAT", "xml", "text or json"),
+    ] {
+        // Everything else `serve` needs but the encryption key: a setting that slipped
+        // through would stop it on the missing key instead, naming another variable.
+        let output = bindery()
+            .arg("serve")
+            .env("BINDERY_USERNAME", "u")
+            .env("BINDERY_PASSWORD", "p")
+            .env("BINDERY_LISTEN", "127.0.0.1:0")
+            .env(
+                "BINDERY_CATALOG",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"),
+            )
+            .env(variable, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{variable}={value} was accepted");
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{variable}={value}: one line:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(variable) && stderr.contains(form),
+            "{variable}={value}: the line names the variable and `{form}`: {stderr}"
+        );
+    }
+}
