@@ -135,13 +135,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckCatalog { file } => {
             let path = file.unwrap_or_else(|| settings.catalog.clone());
             let registry = builtin_backends(&settings)?;
-            let catalog = load_catalog(&path, &registry)?;
+            // Kinds without a server (as in a CI pipeline) are stood in for, so that
+            // every service and plan of the file is validated, not only those served here.
+            let (checking, unconfigured) = crate::backends::check_only::for_checking(&registry);
+            let catalog = load_catalog(&path, &checking)?;
             let plans: usize = catalog.services().iter().map(|s| s.plans.len()).sum();
             println!(
-                "{}: valid ({} services, {plans} plans served here)",
+                "{}: valid ({} services, {plans} plans)",
                 path.display(),
                 catalog.services().len()
             );
+            for missing in &unconfigured {
+                let count = catalog
+                    .services()
+                    .iter()
+                    .flat_map(|s| &s.plans)
+                    .filter(|p| p.backend_kind == missing.kind)
+                    .count();
+                if count > 0 {
+                    println!(
+                        "  {count} {} plan(s) would not be served here: no {} server is configured ({})",
+                        missing.kind, missing.kind, missing.reason
+                    );
+                }
+            }
             Ok(())
         }
     }

@@ -5,6 +5,8 @@
 //! (a mounted Kubernetes Secret). Secrets are `SecretString`s, so `Debug` never shows
 //! them, and nothing here prints a value.
 
+mod accepted;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -667,18 +669,21 @@ impl Settings {
             let Some(value) = value else { continue };
             let value = match var.kind {
                 EnvKind::Text => Value::String(value),
-                EnvKind::Number => Value::Number(
-                    value
-                        .trim()
-                        .parse::<u64>()
-                        .with_context(|| format!("{} must be a whole number", var.name))?
-                        .into(),
-                ),
+                EnvKind::Number => match value.trim().parse::<u64>() {
+                    Ok(n) => Value::Number(n.into()),
+                    Err(_) => bail!(accepted::refusal(var.path)),
+                },
             };
             set_path(&mut document, var.path, value);
         }
-        let settings: Settings =
-            serde_json::from_value(Value::Object(document)).context("invalid configuration")?;
+        accepted::check_bounds(&document).map_err(anyhow::Error::msg)?;
+        // The path of a value that does not parse names the setting; the parser's own
+        // message ("invalid socket address syntax") would not, and could quote a secret.
+        let settings: Settings = serde_path_to_error::deserialize(Value::Object(document))
+            .map_err(|e| match e.path().to_string().as_str() {
+                "." | "" => anyhow::anyhow!("invalid configuration: {}", e.inner()),
+                path => anyhow::anyhow!(accepted::refusal(path)),
+            })?;
         settings.check()?;
         Ok(settings)
     }
@@ -696,32 +701,15 @@ impl Settings {
 
     fn check(&self) -> anyhow::Result<()> {
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            bail!("log.format (BINDERY_LOG_FORMAT) must be text or json");
+            bail!(accepted::refusal("log.format"));
         }
-        if self.max_body_bytes < 1024 {
-            bail!("max_body_bytes (BINDERY_MAX_BODY_BYTES) must be at least 1024");
+        // A filter that does not parse would silently fall back to `info`.
+        if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
+            bail!(accepted::refusal("log.filter"));
         }
+        accepted::check_min_api_version(&self.min_api_version).map_err(anyhow::Error::msg)?;
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             bail!("set both BINDERY_TLS_CERT_FILE and BINDERY_TLS_KEY_FILE, or neither");
-        }
-        if self.request_timeout_seconds == 0 || self.max_concurrent_requests == 0 {
-            bail!(
-                "BINDERY_REQUEST_TIMEOUT_SECONDS and BINDERY_MAX_CONCURRENT_REQUESTS must be positive"
-            );
-        }
-        if self.header_read_timeout_seconds == 0
-            || self.idle_timeout_seconds == 0
-            || self.min_body_bytes_per_second == 0
-        {
-            bail!(
-                "BINDERY_HEADER_READ_TIMEOUT_SECONDS, BINDERY_IDLE_TIMEOUT_SECONDS and BINDERY_MIN_BODY_BYTES_PER_SECOND must be at least 1"
-            );
-        }
-        if self.worker.lease_seconds < 3 {
-            bail!("worker.lease_seconds (BINDERY_LEASE_SECONDS) must be at least 3");
-        }
-        if self.worker.liveness_seconds < 2 {
-            bail!("worker.liveness_seconds (BINDERY_WORKER_LIVENESS_SECONDS) must be at least 2");
         }
         Ok(())
     }
@@ -824,6 +812,47 @@ mod tests {
     }
 
     #[test]
+    fn every_bound_is_documented() {
+        let doc = include_str!("../docs/configuration.md");
+        for (path, _, _) in accepted::BOUNDS {
+            let row = doc
+                .lines()
+                .find(|l| l.contains(&format!("| `{path}` |")))
+                .unwrap_or_else(|| panic!("{path} has no row in docs/configuration.md"));
+            let form = accepted::form(path);
+            let bound = form
+                .trim_start_matches("a whole number")
+                .trim_start_matches(", ");
+            assert!(
+                row.contains(bound),
+                "the row of {path} in docs/configuration.md does not say `{bound}`"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_and_the_accepted_form() {
+        for (var, value, form) in [
+            ("BINDERY_LISTEN", "nonsense", "0.0.0.0:8080"),
+            (
+                "BINDERY_POSTGRES_CREDENTIALS_PORT",
+                "99999",
+                "from 1 to 65535",
+            ),
+            ("BINDERY_MAX_HEADER_BYTES", "10", "at least 1024"),
+            ("BINDERY_MIN_API_VERSION", "2.99", "from 2.13 to 2.17"),
+            ("BINDERY_LOG", "bindery=loud", "tracing filter"),
+        ] {
+            let err = load(&[(var, value)]).unwrap_err();
+            let text = format!("{err:#}");
+            assert!(text.contains(var) && text.contains(form), "{var}: {text}");
+            assert!(!text.contains('\n'), "{text}");
+        }
+        assert!(load(&[("BINDERY_MIN_API_VERSION", "2.17")]).is_ok());
+        assert!(load(&[("BINDERY_LISTEN", "127.0.0.1:0")]).is_ok());
+    }
+
+    #[test]
     fn bad_values_are_one_clear_error() {
         let err = load(&[("BINDERY_WORKER_CONCURRENCY", "many")]).unwrap_err();
         assert!(
@@ -831,9 +860,6 @@ mod tests {
             "{err}"
         );
         let err = load(&[("BINDERY_LISTEN", "nowhere")]).unwrap_err();
-        assert!(
-            format!("{err:#}").contains("invalid configuration"),
-            "{err:#}"
-        );
+        assert!(format!("{err:#}").contains("BINDERY_LISTEN"), "{err:#}");
     }
 }

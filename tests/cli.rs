@@ -316,3 +316,108 @@ fn healthcheck_speaks_tls_when_tls_is_configured() {
     assert!(!plain.status.success(), "plain HTTP to the TLS port");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn check_catalog_without_any_backend_checks_every_plan_and_names_the_unconfigured_ones() {
+    // As in a CI pipeline: no admin URL of any managed server.
+    let output = bindery()
+        .args([
+            "check-catalog",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("valid (4 services, 9 plans)"), "{stdout}");
+    for (kind, variable) in [
+        ("postgresql", "BINDERY_POSTGRES_ADMIN_URL"),
+        ("mariadb", "BINDERY_MARIADB_ADMIN_URL"),
+        ("redis", "BINDERY_REDIS_ADMIN_URL"),
+        ("rabbitmq", "BINDERY_RABBITMQ_API_URL"),
+    ] {
+        assert!(
+            stdout.lines().any(
+                |l| l.contains(&format!("{kind} plan(s) would not be served"))
+                    && l.contains(variable)
+            ),
+            "{kind} is named as unconfigured: {stdout}"
+        );
+    }
+
+    // The backends' own setting checks still run, without a server.
+    let path = write(
+        "catalog.yaml",
+        r#"services:
+  - id: s1
+    name: db
+    description: a database
+    bindable: true
+    backend: {kind: postgresql}
+    plans:
+      - id: p1
+        name: small
+        description: too many connections
+        backend: {settings: {connection_limit: 20000}}
+"#,
+    );
+    let output = bindery().arg("check-catalog").arg(&path).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("services[0].plans[0].backend.settings"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_bad_setting_stops_the_broker_with_one_line_naming_it_and_its_accepted_form() {
+    for (variable, value, form) in [
+        ("BINDERY_LISTEN", "nonsense", "0.0.0.0:8080"),
+        ("BINDERY_METRICS_LISTEN", "9090", "0.0.0.0:8080"),
+        (
+            "BINDERY_POSTGRES_CREDENTIALS_PORT",
+            "99999",
+            "from 1 to 65535",
+        ),
+        ("BINDERY_RABBITMQ_AMQP_PORT", "0", "from 1 to 65535"),
+        ("BINDERY_MAX_HEADER_BYTES", "10", "at least 1024"),
+        ("BINDERY_MAX_BODY_BYTES", "10", "at least 1024"),
+        ("BINDERY_LEASE_SECONDS", "1", "from 3 to 86400"),
+        ("BINDERY_WORKER_CONCURRENCY", "0", "from 1 to 100000"),
+        ("BINDERY_WORKER_CONCURRENCY", "lots", "from 1 to 100000"),
+        ("BINDERY_MIN_API_VERSION", "2.99", "from 2.13 to 2.17"),
+        ("BINDERY_LOG", "bindery=loud", "tracing filter"),
+        ("BINDERY_LOG_FORMAT", "xml", "text or json"),
+    ] {
+        // Everything else `serve` needs but the encryption key: a setting that slipped
+        // through would stop it on the missing key instead, naming another variable.
+        let output = bindery()
+            .arg("serve")
+            .env("BINDERY_USERNAME", "u")
+            .env("BINDERY_PASSWORD", "p")
+            .env("BINDERY_LISTEN", "127.0.0.1:0")
+            .env(
+                "BINDERY_CATALOG",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"),
+            )
+            .env(variable, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{variable}={value} was accepted");
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{variable}={value}: one line:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(variable) && stderr.contains(form),
+            "{variable}={value}: the line names the variable and `{form}`: {stderr}"
+        );
+    }
+}

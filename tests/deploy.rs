@@ -1040,3 +1040,34 @@ fn helm_chart_can_use_existing_secrets() {
     );
     assert_eq!(broker["spec"]["relistDuration"], "1h0m0s");
 }
+
+#[test]
+fn helm_chart_installs_without_the_cluster_service_broker() {
+    // Service Catalog is archived; on a cluster that does not serve
+    // servicecatalog.k8s.io/v1beta1 the chart must install without it (docs/kubernetes.md).
+    let (docs, _) = helm_render(json!({"broker": {"create": false}}));
+    assert!(
+        docs.iter().all(|d| kind(d) != "ClusterServiceBroker"),
+        "broker.create=false still renders a ClusterServiceBroker"
+    );
+    assert!(
+        docs.iter().all(|d| !d["apiVersion"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("servicecatalog.k8s.io")),
+        "broker.create=false still renders a servicecatalog.k8s.io object"
+    );
+    // check_wiring wants the broker; the rest of the installation is the same.
+    check_environment(&docs, &[]);
+    only(&docs, "Deployment");
+    let doc = read("docs/kubernetes.md");
+    assert!(
+        doc.contains("broker.create=false"),
+        "docs/kubernetes.md explains broker.create=false"
+    );
+    let values = read(&format!("{CHART}/values.yaml"));
+    assert!(
+        values.contains("broker:\n  create: true"),
+        "the value exists"
+    );
+}

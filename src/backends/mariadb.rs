@@ -392,7 +392,7 @@ impl MariaDbBackend {
             percent_encode(username),
             percent_encode(password)
         );
-        Credentials::default()
+        Credentials::service_binding("mysql")
             .with("uri", uri)
             .with("jdbc_url", jdbc_url)
             .with("host", host.clone())

@@ -7,6 +7,7 @@
 //! A library user registers their own kind in a [`BackendRegistry`] without touching
 //! bindery's code.
 
+pub mod check_only;
 pub mod mariadb;
 pub mod postgres;
 pub mod rabbitmq;
@@ -68,7 +69,21 @@ pub struct BindingSpec<'a> {
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials(pub BTreeMap<String, String>);
 
+/// The `provider` key of every built-in backend's credentials.
+pub const PROVIDER: &str = "bindery";
+
 impl Credentials {
+    /// Credentials that start with the two keys the Kubernetes Service Binding
+    /// specification (servicebinding.io) reads from a binding Secret: `type` (the kind
+    /// of service, e.g. `postgresql`) and `provider` (`bindery`). A Secret written from
+    /// them is then a binding Secret that servicebinding.io libraries and the Service
+    /// Binding operator recognise as is.
+    pub fn service_binding(service_type: &str) -> Self {
+        Self::default()
+            .with("type", service_type)
+            .with("provider", PROVIDER)
+    }
+
     /// Adds one entry.
     pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
         self.0.insert(key.to_owned(), value.into());

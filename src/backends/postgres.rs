@@ -198,6 +198,20 @@ impl PostgresBackend {
             .map_err(|e| classify(e, "look up a role"))
     }
 
+    /// Whether `role` is a direct member of `group`.
+    async fn is_member(&self, role: &Ident, group: &Ident) -> Result<bool, BackendError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_auth_members m
+                 JOIN pg_roles r ON r.oid = m.member JOIN pg_roles g ON g.oid = m.roleid
+                 WHERE r.rolname = $1 AND g.rolname = $2)",
+        )
+        .bind(role.as_str())
+        .bind(group.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| classify(e, "look up a role's memberships"))
+    }
+
     async fn database_exists(&self, database: &Ident) -> Result<bool, BackendError> {
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(database.as_str())
@@ -354,7 +368,7 @@ impl PostgresBackend {
             percent_encode(username),
             percent_encode(password)
         );
-        Credentials::default()
+        Credentials::service_binding("postgresql")
             .with("uri", uri)
             .with("jdbc_url", jdbc_url)
             .with("host", host.clone())
@@ -535,22 +549,30 @@ impl ServiceBackend for PostgresBackend {
         let verifier = scram_sha256_verifier(password.expose_secret(), &salt, SCRAM_ITERATIONS);
         let verifier =
             quote_literal(&verifier).expect("a SCRAM verifier has no backslash or control");
-        let membership = if read_only {
-            // Rerun with other parameters converges too: undo the read-write setup.
-            format!(
-                "GRANT {reader} TO {role};
-                 REVOKE {owner} FROM {role};
-                 ALTER ROLE {role} RESET role;"
-            )
+        // Rerun with other parameters converges too: the other group is left. Only
+        // what is missing is granted and only what is held is revoked: PostgreSQL
+        // answers a REVOKE of a role never granted with a WARNING (and a repeated GRANT
+        // with a NOTICE), which sqlx logs at the same level, and operators alert on
+        // WARN. A concurrent run changing the same membership is harmless either way.
+        let (join, leave) = if read_only {
+            (reader, owner)
+        } else {
+            (owner, reader)
+        };
+        let mut membership = String::new();
+        if !self.is_member(&role, join).await? {
+            membership.push_str(&format!("GRANT {join} TO {role};"));
+        }
+        if self.is_member(&role, leave).await? {
+            membership.push_str(&format!("REVOKE {leave} FROM {role};"));
+        }
+        membership.push_str(&if read_only {
+            format!("ALTER ROLE {role} RESET role;")
         } else {
             // Sessions run as the owner group, so everything created is shared by the
             // instance's bindings and survives this binding's role.
-            format!(
-                "GRANT {owner} TO {role};
-                 ALTER ROLE {role} SET role = {owner};
-                 REVOKE {reader} FROM {role};"
-            )
-        };
+            format!("ALTER ROLE {role} SET role = {owner};")
+        });
         // One simple-protocol message: the statements commit together or not at all.
         // The connection limit of the role itself stays -1: the database's applies.
         self.exec(

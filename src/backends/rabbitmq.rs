@@ -420,7 +420,7 @@ impl ServiceBackend for RabbitmqBackend {
         // Both are [a-z0-9_] / alphanumeric, so these cannot fail on an http(s) URL.
         let _ = http_api_uri.set_username(&user);
         let _ = http_api_uri.set_password(Some(secret));
-        Ok(Credentials::default()
+        Ok(Credentials::service_binding("rabbitmq")
             .with("uri", uri)
             .with("host", self.amqp_host.clone())
             .with("port", self.amqp_port.to_string())

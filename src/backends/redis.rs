@@ -827,7 +827,7 @@ impl ServiceBackend for RedisBackend {
         .map_err(|_| {
             BackendError::Failed("Could not build the Redis connection URI.".to_owned())
         })?;
-        Ok(Credentials::default()
+        Ok(Credentials::service_binding("redis")
             .with("uri", uri)
             .with("host", self.credentials_host.clone())
             .with("port", self.credentials_port.to_string())

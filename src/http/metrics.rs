@@ -21,6 +21,96 @@ const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// One metric family bindery exports.
+#[derive(Debug, Clone, Copy)]
+pub struct Family {
+    /// The family's name.
+    pub name: &'static str,
+    /// `counter`, `gauge` or `histogram`.
+    pub kind: &'static str,
+    /// Its label names (all bounded; see the module comment).
+    pub labels: &'static [&'static str],
+    /// The `# HELP` text.
+    pub help: &'static str,
+}
+
+/// Every family bindery exports. Each is announced (`# HELP`, `# TYPE`) from start-up,
+/// and the unlabelled counters start at zero, so that an alert on one of them works
+/// before its first event (a missing series is not a zero to Prometheus).
+/// docs/operations.md lists the same families; a test compares them.
+pub const FAMILIES: &[Family] = &[
+    Family {
+        name: "bindery_http_requests_total",
+        kind: "counter",
+        labels: &["route", "method", "status"],
+        help: "HTTP requests answered, by route template, method and status",
+    },
+    Family {
+        name: "bindery_http_request_duration_seconds",
+        kind: "histogram",
+        labels: &["route", "method"],
+        help: "time to answer an HTTP request, by route template and method",
+    },
+    Family {
+        name: "bindery_operations_total",
+        kind: "counter",
+        labels: &["kind", "state"],
+        help: "operation outcomes (succeeded, failed, retrying) by operation kind",
+    },
+    Family {
+        name: "bindery_backend_call_duration_seconds",
+        kind: "histogram",
+        labels: &["backend", "action"],
+        help: "time a backend call took, by backend kind and action",
+    },
+    Family {
+        name: "bindery_backend_errors_total",
+        kind: "counter",
+        labels: &["backend", "action", "error"],
+        help: "backend calls that failed, by backend kind, action and error (unavailable or failed)",
+    },
+    Family {
+        name: "bindery_audit_events_lost_total",
+        kind: "counter",
+        labels: &[],
+        help: "audit events that could not be written",
+    },
+    Family {
+        name: "bindery_operations_pending",
+        kind: "gauge",
+        labels: &[],
+        help: "operations in progress or waiting to run (read from the state database at scrape time)",
+    },
+    Family {
+        name: "bindery_oldest_pending_operation_age_seconds",
+        kind: "gauge",
+        labels: &[],
+        help: "age of the oldest pending operation",
+    },
+    Family {
+        name: "bindery_state_database_up",
+        kind: "gauge",
+        labels: &[],
+        help: "1 when the state database answered the scrape's query, else 0",
+    },
+];
+
+/// Describes every family and starts the unlabelled counters at zero.
+fn announce() {
+    for family in FAMILIES {
+        match family.kind {
+            "counter" => {
+                metrics::describe_counter!(family.name, family.help);
+                if family.labels.is_empty() {
+                    metrics::counter!(family.name).increment(0);
+                }
+            }
+            "gauge" => metrics::describe_gauge!(family.name, family.help),
+            _ => metrics::describe_histogram!(family.name, family.help),
+        }
+    }
+}
+
 /// The process-wide recorder (the `metrics` facade allows one).
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -33,6 +123,7 @@ pub fn handle() -> &'static PrometheusHandle {
         // Another recorder may be installed already (an embedding application); then
         // this handle renders nothing, which is harmless.
         let _ = metrics::set_global_recorder(recorder);
+        announce();
         handle
     })
 }
@@ -65,9 +156,19 @@ pub async fn render(State(state): State<AppState>) -> Response {
         }
         Err(_) => metrics::gauge!("bindery_state_database_up").set(0.0),
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle().render(),
-    )
-        .into_response()
+    let mut text = handle().render();
+    // A labelled family has no series before its first event; the exporter then
+    // prints nothing for it. Announce it all the same, so dashboards and alerts see
+    // every family from start-up.
+    for family in FAMILIES {
+        if !text.contains(&format!("# TYPE {} ", family.name)) {
+            text.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n\n",
+                name = family.name,
+                help = family.help,
+                kind = family.kind
+            ));
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

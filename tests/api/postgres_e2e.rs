@@ -90,7 +90,8 @@ async fn a_platform_lifecycle_creates_and_removes_a_real_database() {
     assert_eq!(
         keys,
         [
-            "database", "host", "jdbc_url", "password", "port", "uri", "username"
+            "database", "host", "jdbc_url", "password", "port", "provider", "type", "uri",
+            "username"
         ]
     );
 
