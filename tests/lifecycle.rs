@@ -16,6 +16,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+// The test's own Redis, set up as docs/backends.md asks of an operator (the `default`
+// user off, an admin user, an `aclfile`): the shared development server has an open
+// `default` user and no aclfile, about which bindery rightly warns.
+#[path = "common/private_redis.rs"]
+mod private_redis;
+use private_redis::PrivateRedis;
+
 const USER: &str = "admin";
 const PASSWORD: &str = "change-me";
 const KEY: &str = "dev:q1ZQDkyvSO0jD0b1S1OEBlJGwqvbCuX1B6e4MZq0C5c=";
@@ -25,62 +32,6 @@ fn scratch_dir(what: &str) -> PathBuf {
         std::env::temp_dir().join(format!("bindery-{what}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A Redis server of this test's own, set up as docs/backends.md asks of an operator:
-/// the `default` user off, an admin user, and an `aclfile`. (The shared development
-/// server has an open `default` user and no aclfile, about which bindery rightly warns.)
-struct OwnRedis {
-    child: Child,
-    url: String,
-    dir: PathBuf,
-}
-
-impl OwnRedis {
-    fn start() -> Self {
-        let dir = scratch_dir("redis");
-        let acl = dir.join("users.acl");
-        std::fs::write(
-            &acl,
-            "user default off\nuser admin on >admin-pw-quiet ~* &* +@all\n",
-        )
-        .unwrap();
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--aclfile")
-            .arg(&acl)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (the Redis package) is installed");
-        let url = format!("redis://admin:admin-pw-quiet@127.0.0.1:{port}");
-        let up = (0..100).any(|_| {
-            std::thread::sleep(Duration::from_millis(50));
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        assert!(up, "the test's own redis-server started");
-        Self { child, url, dir }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// `bindery serve` with JSON logs at the default filter; every line it prints is kept.
@@ -325,8 +276,8 @@ async fn lifecycle_of_every_service(base: String) -> BTreeMap<String, Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lifecycle_of_every_backend_logs_nothing_at_warn_or_above() {
-    let redis = OwnRedis::start();
-    let broker = Broker::start(&redis.url);
+    let redis = PrivateRedis::start();
+    let broker = Broker::start(&redis.admin_url());
     broker.lifecycle_of_every_service().await;
     let lines = broker.stop();
     assert!(

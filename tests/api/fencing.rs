@@ -6,7 +6,6 @@
 //! Private servers only: a PostgreSQL cluster for the state and a Redis of the test's
 //! own; the shared ones are never stopped.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bindery::config::Settings;
@@ -15,72 +14,16 @@ use reqwest::{Method, StatusCode};
 
 use crate::helpers::*;
 use crate::private_pg::PrivateCluster;
+use crate::private_redis::PrivateRedis;
 
 const REDIS_SERVICE: &str = "4c6e8a20-1b3d-4f59-9e72-8d0a6c4b2e50";
 const REDIS_PLAN: &str = "0a5d2c84-7b9e-4f31-8c6a-3e1f9b7d5c02";
-
-/// A `redis-server` of the test's own on a free port, killed when dropped.
-struct PrivateRedis {
-    port: u16,
-    child: Child,
-}
-
-impl PrivateRedis {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let redis = Self { port, child };
-        for _ in 0..50 {
-            if redis.cli(&["ping"]).is_some_and(|out| out == "PONG") {
-                return redis;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("the private redis-server did not answer");
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Runs redis-cli against this server; its trimmed output, `None` when it failed.
-    fn cli(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test]
 async fn binds_rerun_after_a_state_outage_while_redis_was_frozen_store_working_credentials() {
     let cluster = PrivateCluster::start();
     let redis = PrivateRedis::start();
-    let admin_url = format!("redis://127.0.0.1:{}", redis.port);
+    let admin_url = redis.admin_url();
     let backends = [
         ("BINDERY_REDIS_ADMIN_URL", admin_url.as_str()),
         ("BINDERY_REDIS_NAME_PREFIX", "bdfence"),
@@ -113,7 +56,7 @@ async fn binds_rerun_after_a_state_outage_while_redis_was_frozen_store_working_c
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
 
     // Redis freezes; async binds are claimed and their first runs hang on it.
-    redis.signal("-STOP");
+    redis.freeze();
     let bindings: Vec<String> = (0..12).map(|_| new_id()).collect();
     for binding in &bindings {
         let r = app
@@ -136,7 +79,7 @@ async fn binds_rerun_after_a_state_outage_while_redis_was_frozen_store_working_c
     cluster.resume();
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Redis resumes: the stale runs' commands and the current runs' land in turn.
-    redis.signal("-CONT");
+    redis.resume();
 
     for binding in &bindings {
         let path =
@@ -164,15 +107,7 @@ async fn binds_rerun_after_a_state_outage_while_redis_was_frozen_store_working_c
             credentials["username"].as_str().unwrap(),
             credentials["password"].as_str().unwrap(),
         );
-        let whoami = redis.cli(&[
-            "--user",
-            user,
-            "--pass",
-            password,
-            "--no-auth-warning",
-            "ACL",
-            "WHOAMI",
-        ]);
+        let whoami = redis.as_user(user, password, &["ACL", "WHOAMI"]);
         assert_eq!(
             whoami.as_deref(),
             Some(user),
@@ -198,6 +133,6 @@ async fn binds_rerun_after_a_state_outage_while_redis_was_frozen_store_working_c
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
-    let users = redis.cli(&["ACL", "USERS"]).unwrap();
+    let users = redis.admin(&["ACL", "USERS"]).unwrap();
     assert!(!users.contains("bdfence"), "{users}");
 }

@@ -22,6 +22,8 @@ mod metrics;
 mod openapi;
 mod postgres_e2e;
 mod private_pg;
+#[path = "../common/private_redis.rs"]
+mod private_redis;
 mod security;
 mod state_model;
 mod store_migration;

@@ -283,3 +283,69 @@ async fn a_running_provision_that_is_superseded_stops_at_its_next_lease_renewal(
         StatusCode::GONE
     );
 }
+
+/// Issue 13, item 1: a DELETE while an asynchronous provision is still running used to
+/// wait a whole lease (30 s) before the deprovision started. The superseded run notices
+/// within a second, stops, gives its claim back, and the deprovision runs at once.
+#[tokio::test]
+async fn a_delete_during_a_running_async_provision_runs_as_soon_as_the_provision_stops() {
+    let app = TestApp::spawn_with(Spawn {
+        // The provision would take 20 s (the deprovision none); the lease is 30 s.
+        catalog: crate::support::TEST_CATALOG.replace(
+            "{settings: {delay_ms: 300}}",
+            "{settings: {delay_ms: 20000, delay_only: [provision]}}",
+        ),
+        ..Spawn::default()
+    })
+    .await;
+    let id = new_id();
+    let r = app
+        .provision_async(&id, provision_body("svc-db", "plan-slow"))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.raw);
+    // The worker has claimed the provision and is inside the backend call.
+    for _ in 0..100 {
+        if app.backend.count("provision", &id) == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.backend.count("provision", &id), 1);
+
+    let started = std::time::Instant::now();
+    let r = app
+        .deprovision(
+            &id,
+            "?service_id=svc-db&plan_id=plan-slow&accepts_incomplete=true",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.raw);
+    let operation = r.body["operation"].as_str().unwrap().to_owned();
+    let query = format!("?operation={operation}");
+    let finished = loop {
+        let r = app.last_operation(&id, &query).await;
+        if r.status != StatusCode::OK || r.body["state"] != "in progress" {
+            break r;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "the deprovision is still waiting after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    // A deprovision that succeeded answers 410 to a poll without the instance, or
+    // `succeeded` with the token.
+    assert!(
+        finished.status == StatusCode::GONE || finished.body["state"] == "succeeded",
+        "{} {}",
+        finished.status,
+        finished.raw
+    );
+    assert_eq!(app.backend.count("deprovision", &id), 1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "well before the 30 s lease: {:?}",
+        started.elapsed()
+    );
+}

@@ -44,15 +44,18 @@ impl RecordingBackend {
             binding.map(str::to_owned),
         ));
         let settings = instance.plan_settings;
-        if let Some(ms) = settings.get("delay_ms").and_then(Value::as_u64) {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
         let fails = |key: &str| {
             settings
                 .get(key)
                 .and_then(Value::as_array)
                 .is_some_and(|a| a.iter().any(|v| v == action))
         };
+        // `delay_ms` slows every action, or only those `delay_only` lists.
+        if let Some(ms) = settings.get("delay_ms").and_then(Value::as_u64)
+            && (settings.get("delay_only").is_none() || fails("delay_only"))
+        {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         if fails("fail") {
             return Err(BackendError::Failed(format!(
                 "the test backend refused to {action}"
@@ -76,7 +79,9 @@ impl ServiceBackend for RecordingBackend {
         let mut problems = Vec::new();
         if let Some(map) = settings.as_object() {
             for key in map.keys() {
-                if !["delay_ms", "fail", "unavailable", "dashboard"].contains(&key.as_str()) {
+                if !["delay_ms", "delay_only", "fail", "unavailable", "dashboard"]
+                    .contains(&key.as_str())
+                {
                     problems.push(format!("unknown setting `{key}`"));
                 }
             }
