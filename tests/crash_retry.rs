@@ -137,6 +137,12 @@ async fn a_retry_after_a_crash_mid_request_is_answered_long_before_the_lease_exp
         }
         assert_eq!(body["error"], "ConcurrencyError", "{body}");
         assert!(
+            body["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("taken over within seconds")),
+            "the 422 says when a retry will be answered: {body}"
+        );
+        assert!(
             killed_at.elapsed() < Duration::from_secs(20),
             "still refused {:?} after the crash: {body}",
             killed_at.elapsed()

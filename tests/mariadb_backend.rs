@@ -156,11 +156,11 @@ async fn bindings_share_the_database_and_credentials_are_complete() {
         .await
         .unwrap();
     for key in [
-        "uri", "jdbc_url", "host", "port", "database", "username", "password",
+        "uri", "jdbc_url", "host", "port", "database", "username", "password", "type", "provider",
     ] {
         assert!(c1.0.contains_key(key), "missing {key}");
     }
-    assert_eq!(c1.0.len(), 7);
+    assert_eq!(c1.0.len(), 9);
     assert_eq!(c1.0["host"], "127.0.0.1");
     assert!(c1.0["database"].starts_with("bdtest_"));
     assert_eq!(c1.0["password"].len(), 32);

@@ -178,7 +178,16 @@ async fn binding_reads_writes_and_publishes_only_under_its_prefix() {
     let keys: Vec<&str> = creds.0.keys().map(String::as_str).collect();
     assert_eq!(
         keys,
-        ["host", "key_prefix", "password", "port", "uri", "username"]
+        [
+            "host",
+            "key_prefix",
+            "password",
+            "port",
+            "provider",
+            "type",
+            "uri",
+            "username"
+        ]
     );
     let prefix = creds.0["key_prefix"].clone();
     assert_eq!(prefix, backend.key_prefix(&iid));

@@ -354,6 +354,6 @@ impl Broker {
 
 fn busy(what: &str) -> BrokerError {
     BrokerError::Concurrency(format!(
-        "Another operation for this {what} is in progress; retry when it has finished."
+        "Another operation for this {what} is in progress; retry when it has finished (last_operation follows it). An operation left by a broker process that stopped is taken over within seconds, so a retry a few seconds later is answered."
     ))
 }
