@@ -21,6 +21,7 @@ mod openapi;
 mod postgres_e2e;
 mod private_pg;
 mod security;
+mod shipped_catalog;
 mod state_model;
 mod store_migration;
 mod tls;
