@@ -46,6 +46,8 @@ impl Broker {
         mut request: BindRequest,
         accepts_incomplete: bool,
     ) -> BrokerResult<BindOutcome> {
+        input::platform_id(instance_id, "instance_id")?;
+        input::platform_id(binding_id, "binding_id")?;
         let rotates = self
             .rotation_predecessor(ctx, instance_id, &mut request)
             .await?;

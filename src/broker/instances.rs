@@ -22,6 +22,7 @@ impl Broker {
         request: ProvisionRequest,
         accepts_incomplete: bool,
     ) -> BrokerResult<ProvisionOutcome> {
+        input::platform_id(instance_id, "instance_id")?;
         let service_id = input::required(&request.service_id, "service_id")?;
         let plan_id = input::required(&request.plan_id, "plan_id")?;
         let organization_guid = input::required(&request.organization_guid, "organization_guid")?;

@@ -15,6 +15,7 @@ mod conformance_g_last_operation;
 mod conformance_hi_bindings;
 mod conformance_jk_errors;
 mod durable_operations;
+mod id_bounds;
 mod later_versions;
 mod metrics;
 mod openapi;
