@@ -787,7 +787,7 @@ fn error_number(err: &sqlx::Error) -> Option<u16> {
 
 fn unreachable(what: &str) -> BackendError {
     BackendError::Unavailable(format!(
-        "The MariaDB server for this service is unreachable; the operation will be retried \
+        "The MariaDB server for this service is unreachable; try again later \
          (could not {what})."
     ))
 }
@@ -841,8 +841,8 @@ fn classify_as(err: sqlx::Error, what: &str, show_message: bool) -> BackendError
                 | er::USER_LIMIT_REACHED
                 | er::LOCK_WAIT_TIMEOUT
                 | er::LOCK_DEADLOCK => BackendError::Unavailable(format!(
-                    "The MariaDB server for this service is busy; the operation will be \
-                     retried (could not {what}: {message})"
+                    "The MariaDB server for this service is busy; try again later \
+                     (could not {what}: {message})"
                 )),
                 er::ACCESS_DENIED => BackendError::Failed(
                     "The MariaDB server refused the broker's admin login; the broker's \

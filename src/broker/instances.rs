@@ -120,40 +120,8 @@ impl Broker {
                     ..replay
                 }))
             }
-            (InstanceState::Failed, None) => {
-                // An identical retry of a failed provision provisions again: backends
-                // are idempotent, so this converges on what was half-created.
-                let retry = self.new_operation(
-                    OperationKind::Provision,
-                    instance_id,
-                    None,
-                    json!({}),
-                    Some(plan),
-                    run_async,
-                );
-                if !self
-                    .store
-                    .begin_instance_operation(
-                        instance_id,
-                        &[InstanceState::Failed],
-                        &retry,
-                        Some(InstanceState::Provisioning),
-                    )
-                    .await?
-                {
-                    return Err(busy("service instance"));
-                }
-                if run_async {
-                    self.wake_worker();
-                    Ok(ProvisionOutcome::Accepted(ProvisionResponse {
-                        operation: Some(retry.operation_id.to_string()),
-                        ..replay
-                    }))
-                } else {
-                    self.run_inline(&retry, Known::instance(&existing)).await?;
-                    Ok(ProvisionOutcome::Created(replay))
-                }
-            }
+            // A failed instance that nothing runs on was replaced by `insert_instance`
+            // above; one seen here failed in between: the platform may simply retry.
             _ => Err(busy("service instance")),
         }
     }

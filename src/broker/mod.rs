@@ -288,8 +288,16 @@ impl Broker {
             Execution::Failed {
                 description,
                 unavailable: true,
-            } => Err(BrokerError::Unavailable(description)),
-            Execution::Failed { description, .. } => Err(BrokerError::BackendFailed(description)),
+            } => Err(BrokerError::Unavailable(with_advice(
+                description,
+                op.kind,
+                true,
+            ))),
+            Execution::Failed { description, .. } => Err(BrokerError::BackendFailed(with_advice(
+                description,
+                op.kind,
+                false,
+            ))),
             Execution::Retrying(_) | Execution::LeaseLost => Err(BrokerError::BackendFailed(
                 "The operation was cancelled because the resource is being deleted.".to_owned(),
             )),
@@ -348,6 +356,37 @@ impl Broker {
     fn wake_worker(&self) {
         self.wake.notify_one();
     }
+}
+
+/// A synchronous failure's description, followed by what the platform should do: no
+/// worker retries a request made without `accepts_incomplete=true`, and a failed
+/// provision or bind leaves nothing that refuses a corrected request with the same id.
+fn with_advice(description: String, kind: OperationKind, unavailable: bool) -> String {
+    let advice = match (kind, unavailable) {
+        (OperationKind::Provision, true) => {
+            "Nothing retries it: send the request again later, or delete the instance to remove anything half-created."
+        }
+        (OperationKind::Provision, false) => {
+            "Nothing retries it: correct the request and send it again with the same instance id, or delete the instance to remove anything half-created."
+        }
+        (OperationKind::Bind, true) => {
+            "Nothing retries it: send the request again later, or delete the binding to remove anything half-created."
+        }
+        (OperationKind::Bind, false) => {
+            "Nothing retries it: correct the request and send it again with the same binding id, or delete the binding to remove anything half-created."
+        }
+        (OperationKind::Update, _) => "Nothing retries it: send the update again.",
+        (OperationKind::Deprovision | OperationKind::Unbind, _) => {
+            "Nothing retries it: send the DELETE again."
+        }
+    };
+    let description = description.trim_end();
+    let separator = if description.ends_with('.') {
+        " "
+    } else {
+        ". "
+    };
+    format!("{description}{separator}{advice}")
 }
 
 fn busy(what: &str) -> BrokerError {

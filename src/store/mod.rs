@@ -134,7 +134,9 @@ impl Store {
 
     /// Inserts the instance and its provision operation together, or does nothing
     /// when a live instance with this id exists (then `false`). A tombstone is
-    /// revived: ids are the platform's to reuse after a delete.
+    /// revived: ids are the platform's to reuse after a delete. So is an instance whose
+    /// provision failed and that nothing runs on: the platform's corrected retry replaces it
+    /// (docs/decisions.md).
     pub async fn insert_instance(
         &self,
         new: &NewInstance<'_>,
@@ -176,7 +178,8 @@ impl Store {
     }
 
     /// Inserts the binding and its bind operation together, while its instance is
-    /// ready and idle; a deprovision cannot start in between.
+    /// ready and idle; a deprovision cannot start in between. A tombstone, or a failed
+    /// binding of the same instance that nothing runs on, is replaced.
     pub async fn insert_binding(
         &self,
         new: &NewBinding<'_>,

@@ -365,9 +365,7 @@ impl Executor {
 static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
 
 fn store_unavailable() -> BackendError {
-    BackendError::Unavailable(
-        "The broker's database is unavailable; the operation will be retried.".to_owned(),
-    )
+    BackendError::Unavailable("The broker's database is unavailable; try again later.".to_owned())
 }
 
 fn as_object(value: Value) -> Map<String, Value> {

@@ -25,4 +25,5 @@ mod security;
 mod shipped_catalog;
 mod state_model;
 mod store_migration;
+mod sync_failures;
 mod tls;

@@ -41,7 +41,9 @@ impl From<InstanceRow> for InstanceRecord {
 impl PgStore {
     /// Inserts the instance and its provision operation in one statement, or does
     /// nothing when a live instance with this id exists (then `false`). A tombstone is
-    /// revived: ids are the platform's to reuse after a delete.
+    /// revived: ids are the platform's to reuse after a delete. So is an instance whose
+    /// provision failed and that nothing runs on: the platform's corrected retry replaces it
+    /// (docs/decisions.md).
     pub async fn insert_instance(
         &self,
         new: &NewInstance<'_>,
@@ -63,6 +65,8 @@ impl PgStore {
                      active_operation_id = excluded.active_operation_id, \
                      created_at = now(), updated_at = now(), deleted_at = null \
                  where service_instance.deleted_at is not null \
+                     or (service_instance.state = 'failed' \
+                         and service_instance.active_operation_id is null) \
                  returning instance_id) ",
             insert_operation_from!("instance")
         );

@@ -45,7 +45,9 @@ const INSTANCE_COLUMNS: &str = "instance_id, service_id, plan_id, parameters, or
 impl SqliteStore {
     /// Inserts the instance and its provision operation in one transaction, or does
     /// nothing when a live instance with this id exists (then `false`). A tombstone is
-    /// revived: ids are the platform's to reuse after a delete.
+    /// revived: ids are the platform's to reuse after a delete. So is an instance whose
+    /// provision failed and that nothing runs on: the platform's corrected retry replaces it
+    /// (docs/decisions.md).
     pub async fn insert_instance(
         &self,
         new: &NewInstance<'_>,
@@ -67,7 +69,9 @@ impl SqliteStore {
                  active_operation_id = excluded.active_operation_id, \
                  created_at = excluded.created_at, updated_at = excluded.updated_at, \
                  deleted_at = null \
-             where service_instance.deleted_at is not null",
+             where service_instance.deleted_at is not null \
+                 or (service_instance.state = 'failed' \
+                     and service_instance.active_operation_id is null)",
         )
         .bind(new.instance_id)
         .bind(new.service_id)
