@@ -65,6 +65,7 @@ impl Broker {
             context: context.as_ref(),
             dashboard_url: dashboard_url.as_deref(),
             maintenance_version: plan.maintenance_version.as_deref(),
+            backend_kind: Some(&plan.backend_kind),
         };
         let metadata = self.instance_metadata(ctx, service_id, plan_id);
         let response = |operation: Option<String>| ProvisionResponse {
@@ -150,6 +151,16 @@ impl Broker {
         if instance.service_id != service_id {
             return Err(BrokerError::bad_request(format!(
                 "service_id `{service_id}` is not the service of instance {instance_id}"
+            )));
+        }
+        if self
+            .catalog
+            .plan(&instance.service_id, &instance.plan_id)
+            .is_none()
+        {
+            return Err(BrokerError::bad_request(format!(
+                "plan `{}` of instance {instance_id} is no longer offered by the broker: the instance can be fetched, unbound and deleted, but not updated",
+                instance.plan_id
             )));
         }
         let target_plan_id = requested_plan.unwrap_or(&instance.plan_id);

@@ -8,6 +8,7 @@ mod fingerprint;
 mod input;
 mod instances;
 mod last_operation;
+pub mod retired;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -45,6 +45,8 @@ pub struct ExportedInstance {
     pub active_operation_id: Option<Uuid>,
     /// The plan's maintenance version applied.
     pub maintenance_version: Option<String>,
+    /// The plan's backend kind at provision.
+    pub backend_kind: Option<String>,
     /// Created (or revived).
     pub created_at: DateTime<Utc>,
     /// Last changed.

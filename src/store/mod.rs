@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use model::{
     AuditEvent, BindingInsert, BindingRecord, BindingState, ClaimedOperation, InstanceRecord,
     InstanceState, NewBinding, NewInstance, NewOperation, OperationKind, OperationRecord,
-    OperationTarget, Outcome, SealedCredentials,
+    OperationTarget, Outcome, PlanUsage, SealedCredentials,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -143,6 +143,23 @@ impl Store {
         operation: &NewOperation<'_>,
     ) -> Result<bool, sqlx::Error> {
         dispatch!(self, s => s.insert_instance(new, operation).await)
+    }
+
+    /// Live instances counted per (service, plan, recorded backend kind), for the
+    /// start-up check against the catalog.
+    pub async fn instance_plans(&self) -> Result<Vec<PlanUsage>, sqlx::Error> {
+        dispatch!(self, s => s.instance_plans().await)
+    }
+
+    /// Records `backend_kind` on the instances of a plan that have none (rows written
+    /// before the column existed); returns how many were filled.
+    pub async fn fill_backend_kind(
+        &self,
+        service_id: &str,
+        plan_id: &str,
+        backend_kind: &str,
+    ) -> Result<u64, sqlx::Error> {
+        dispatch!(self, s => s.fill_backend_kind(service_id, plan_id, backend_kind).await)
     }
 
     /// Reads an instance, tombstones included.

@@ -21,6 +21,7 @@ mod metrics;
 mod openapi;
 mod postgres_e2e;
 mod private_pg;
+mod retired_plans;
 mod security;
 mod shipped_catalog;
 mod state_model;
