@@ -415,6 +415,10 @@ impl ServiceBackend for MariaDbBackend {
         check_plan_settings(settings)
     }
 
+    fn parameter_bounds(&self, _settings: &Value) -> Vec<super::ParameterBound> {
+        parameter_bounds()
+    }
+
     async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {
         let plan = plan_settings_or_error(instance.plan_settings)?;
         check_instance_parameters(instance.parameters)?;
@@ -662,6 +666,11 @@ fn is_valid_prefix(s: &str) -> bool {
     matches!(bytes.next(), Some(b'a'..=b'z'))
         && s.len() <= 16
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The MariaDB service takes no instance parameters, whatever the plan.
+pub fn parameter_bounds() -> Vec<super::ParameterBound> {
+    vec![super::ParameterBound::Only(Vec::new())]
 }
 
 /// This service takes no instance parameters: refuse any rather than ignore them.

@@ -37,6 +37,7 @@ impl Broker {
             plan.create_schema.as_ref(),
             parameters.as_object().expect("built as an object"),
         )?;
+        self.check_plan_bounds(plan, parameters.as_object().expect("built as an object"))?;
         let run_async = Self::runs_async(plan, accepts_incomplete)?;
         let backend = self.backend_for(plan)?;
         let dashboard_url = backend.dashboard_url(&InstanceSpec {
@@ -188,6 +189,11 @@ impl Broker {
             }
             None => instance.parameters.clone(),
         };
+        // The merged parameters must suit the target plan: a plan change can make
+        // stored parameters exceed what the new plan allows.
+        if let Some(merged) = merged.as_object() {
+            self.check_plan_bounds(target, merged)?;
+        }
         let run_async = Self::runs_async(target, accepts_incomplete)?;
         // The instance takes the target plan's maintenance version; a request that only
         // carries a newer maintenance_info (2.15) is an upgrade the backend performs by

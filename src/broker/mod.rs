@@ -230,6 +230,22 @@ impl Broker {
         })
     }
 
+    /// Checks instance parameters against what the plan's backend settings allow, so a
+    /// value the backend would refuse is the client's 400 before anything is stored,
+    /// never a 502 (or a failed operation) later.
+    fn check_plan_bounds(
+        &self,
+        plan: &Plan,
+        parameters: &serde_json::Map<String, Value>,
+    ) -> BrokerResult<()> {
+        let bounds = self
+            .backend_for(plan)?
+            .parameter_bounds(&plan.backend_settings);
+        crate::backends::check_parameter_bounds(&bounds, parameters).map_err(|e| {
+            BrokerError::bad_request(format!("invalid parameters for plan `{}`: {e}", plan.name))
+        })
+    }
+
     /// Whether to answer 202 and run in the worker (true) or run inline (false).
     fn runs_async(plan: &Plan, accepts_incomplete: bool) -> BrokerResult<bool> {
         match (plan.execution, accepts_incomplete) {
