@@ -234,6 +234,7 @@ impl Application {
         .await?;
         store.migrate().await?;
         store.release_orphaned_leases().await?;
+        crate::broker::retired::reconcile_instance_plans(&store, &catalog).await?;
         crate::keys::check_keys_in_use(&store, &keyring).await?;
         // A new primary key: re-encrypt what older keys sealed, in the background so
         // that start-up stays fast; `bindery rotate-keys` does the same in the foreground.

@@ -421,3 +421,73 @@ fn every_bad_setting_stops_the_broker_with_one_line_naming_it_and_its_accepted_f
         );
     }
 }
+
+#[test]
+fn check_catalog_reports_a_schema_that_admits_what_the_plan_refuses() {
+    // One schema shared by plans with different limits: 200 is admitted on a plan
+    // whose backend settings allow 20. MariaDB takes no instance parameters at all.
+    let path = write(
+        "catalog.yaml",
+        r#"services:
+  - id: svc-pg
+    name: pg
+    description: PostgreSQL
+    bindable: true
+    backend: {kind: postgresql}
+    plans:
+      - id: plan-small
+        name: small
+        description: small
+        backend: {settings: {connection_limit: 10, max_connection_limit: 20, allowed_extensions: [citext]}}
+        schemas: &shared
+          service_instance:
+            create:
+              parameters:
+                $schema: http://json-schema.org/draft-04/schema#
+                type: object
+                additionalProperties: false
+                properties:
+                  connection_limit: {type: integer, minimum: 1, maximum: 200}
+                  extensions: {type: array, items: {type: string, enum: [citext, pgcrypto]}}
+            update:
+              parameters:
+                $schema: http://json-schema.org/draft-04/schema#
+                type: object
+                additionalProperties: false
+                properties:
+                  connection_limit: {type: integer, minimum: 1, maximum: 200}
+      - id: plan-large
+        name: large
+        description: large
+        backend: {settings: {connection_limit: 200, max_connection_limit: 200, allowed_extensions: [citext, pgcrypto]}}
+        schemas: *shared
+  - id: svc-maria
+    name: maria
+    description: MariaDB
+    bindable: true
+    backend: {kind: mariadb}
+    plans:
+      - id: plan-maria
+        name: small
+        description: small
+"#,
+    );
+    let output = bindery().arg("check-catalog").arg(&path).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "services[0].plans[0].schemas.service_instance.create.parameters.properties.connection_limit.maximum: admits up to 200, but the plan's backend settings allow at most 20",
+        "services[0].plans[0].schemas.service_instance.update.parameters.properties.connection_limit.maximum:",
+        "services[0].plans[0].schemas.service_instance.create.parameters.properties.extensions.items.enum:",
+        "services[1].plans[0].schemas.service_instance.create.parameters: is missing",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected} in:\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("services[0].plans[1]"),
+        "the large plan's schema is within its bounds:\n{stderr}"
+    );
+}

@@ -409,6 +409,10 @@ impl ServiceBackend for MariaDbBackend {
         check_plan_settings(settings)
     }
 
+    fn parameter_bounds(&self, _settings: &Value) -> Vec<super::ParameterBound> {
+        parameter_bounds()
+    }
+
     async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {
         let plan = plan_settings_or_error(instance.plan_settings)?;
         check_instance_parameters(instance.parameters)?;
@@ -658,6 +662,11 @@ fn is_valid_prefix(s: &str) -> bool {
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// The MariaDB service takes no instance parameters, whatever the plan.
+pub fn parameter_bounds() -> Vec<super::ParameterBound> {
+    vec![super::ParameterBound::Only(Vec::new())]
+}
+
 /// This service takes no instance parameters: refuse any rather than ignore them.
 fn check_instance_parameters(parameters: &Map<String, Value>) -> Result<(), BackendError> {
     match parameters.keys().next() {
@@ -763,7 +772,7 @@ fn error_number(err: &sqlx::Error) -> Option<u16> {
 
 fn unreachable(what: &str) -> BackendError {
     BackendError::Unavailable(format!(
-        "The MariaDB server for this service is unreachable; the operation will be retried \
+        "The MariaDB server for this service is unreachable; try again later \
          (could not {what})."
     ))
 }
@@ -811,8 +820,8 @@ fn classify_as(err: sqlx::Error, what: &str, show_message: bool) -> BackendError
                 | er::USER_LIMIT_REACHED
                 | er::LOCK_WAIT_TIMEOUT
                 | er::LOCK_DEADLOCK => BackendError::Unavailable(format!(
-                    "The MariaDB server for this service is busy; the operation will be \
-                     retried (could not {what}: {message})"
+                    "The MariaDB server for this service is busy; try again later \
+                     (could not {what}: {message})"
                 )),
                 er::ACCESS_DENIED => BackendError::Failed(
                     "The MariaDB server refused the broker's admin login; the broker's \

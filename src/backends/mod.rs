@@ -126,6 +126,14 @@ pub trait ServiceBackend: Send + Sync + fmt::Debug {
     /// Problems in a plan's `backend.settings`, one message each, checked at start-up.
     fn check_plan_settings(&self, settings: &Value) -> Vec<String>;
 
+    /// What a plan's settings allow of instance parameters (provision and update), so
+    /// the broker refuses what the backend would refuse with a 400 before storing
+    /// anything, and `check-catalog` reports a schema that admits more. Default: the
+    /// backend says nothing.
+    fn parameter_bounds(&self, _settings: &Value) -> Vec<ParameterBound> {
+        Vec::new()
+    }
+
     /// A dashboard for the instance, known before provisioning starts (the spec wants
     /// it in the first response, even a 202). Most backends have none.
     fn dashboard_url(&self, _instance: &InstanceSpec<'_>) -> Option<String> {
@@ -148,6 +156,99 @@ pub trait ServiceBackend: Send + Sync + fmt::Debug {
 
     /// Revokes one binding's credentials without disturbing other bindings. Idempotent.
     async fn unbind(&self, binding: &BindingSpec<'_>) -> Result<(), BackendError>;
+}
+
+/// A limit a plan's backend settings put on instance parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParameterBound {
+    /// Only these parameters are accepted (none when empty).
+    Only(Vec<String>),
+    /// An integer parameter from `minimum` to `maximum`.
+    Integer {
+        /// The parameter.
+        name: String,
+        /// Smallest value.
+        minimum: i64,
+        /// Largest value.
+        maximum: i64,
+    },
+    /// A list parameter whose items must be among `allowed`.
+    ItemsOneOf {
+        /// The parameter.
+        name: String,
+        /// The values an item may take.
+        allowed: Vec<String>,
+    },
+}
+
+/// Checks instance parameters against bounds; the error names the parameter and the
+/// limit. Values of the wrong type are left to the plan's schema.
+pub fn check_parameter_bounds(
+    bounds: &[ParameterBound],
+    parameters: &Map<String, Value>,
+) -> Result<(), String> {
+    for bound in bounds {
+        match bound {
+            ParameterBound::Only(names) => {
+                if let Some(key) = parameters.keys().find(|k| !names.contains(k)) {
+                    return Err(if names.is_empty() {
+                        format!("parameters.{key}: this plan takes no parameters")
+                    } else {
+                        format!(
+                            "parameters.{key}: this plan takes only {}",
+                            names.join(", ")
+                        )
+                    });
+                }
+            }
+            ParameterBound::Integer {
+                name,
+                minimum,
+                maximum,
+            } => {
+                let Some(n) = parameters.get(name).and_then(Value::as_i64) else {
+                    continue;
+                };
+                if n > *maximum {
+                    return Err(format!(
+                        "parameters.{name}: {n} is more than this plan allows (at most {maximum})"
+                    ));
+                }
+                if n < *minimum {
+                    return Err(format!(
+                        "parameters.{name}: {n} is less than this plan allows (at least {minimum})"
+                    ));
+                }
+            }
+            ParameterBound::ItemsOneOf { name, allowed } => {
+                let Some(items) = parameters.get(name).and_then(Value::as_array) else {
+                    continue;
+                };
+                for item in items {
+                    if !item
+                        .as_str()
+                        .is_some_and(|s| allowed.iter().any(|a| a == s))
+                    {
+                        return Err(format!(
+                            "parameters.{name}: {item} is not available in this plan (available: {})",
+                            allowed.join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The parameter bounds of the built-in kinds, for checking a catalog whose kinds
+/// have no server configured (so no backend instance to ask).
+pub fn builtin_parameter_bounds(kind: &str, settings: &Value) -> Vec<ParameterBound> {
+    match kind {
+        "postgresql" => postgres::parameter_bounds(settings),
+        "mariadb" => mariadb::parameter_bounds(),
+        _ => Vec::new(),
+    }
 }
 
 /// Checks a plan's settings for a kind that is known but has no server configured.

@@ -462,6 +462,10 @@ impl ServiceBackend for PostgresBackend {
         check_plan_settings(settings)
     }
 
+    fn parameter_bounds(&self, settings: &Value) -> Vec<super::ParameterBound> {
+        parameter_bounds(settings)
+    }
+
     async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {
         let plan = plan_settings_or_error(instance.plan_settings)?;
         let desired = desired_state(&plan, instance.parameters)?;
@@ -663,6 +667,40 @@ pub fn check_plan_settings(settings: &Value) -> Vec<String> {
         Ok(_) => Vec::new(),
         Err(problems) => problems,
     }
+}
+
+/// What a plan's settings allow of instance parameters: `connection_limit` from 1 to
+/// the plan's `max_connection_limit`, extensions among the plan's, nothing else.
+/// Empty when the settings are invalid (`check_plan_settings` reports those).
+pub fn parameter_bounds(settings: &Value) -> Vec<super::ParameterBound> {
+    use super::ParameterBound;
+    let Ok(plan) = parse_plan_settings(settings) else {
+        return Vec::new();
+    };
+    let mut bounds = vec![ParameterBound::Only(vec![
+        "connection_limit".to_owned(),
+        "extensions".to_owned(),
+    ])];
+    if let Some(maximum) = plan.max_connection_limit {
+        bounds.push(ParameterBound::Integer {
+            name: "connection_limit".to_owned(),
+            minimum: 1,
+            maximum,
+        });
+    }
+    let mut allowed: Vec<String> = plan
+        .allowed_extensions
+        .iter()
+        .chain(&plan.extensions)
+        .cloned()
+        .collect();
+    allowed.sort();
+    allowed.dedup();
+    bounds.push(ParameterBound::ItemsOneOf {
+        name: "extensions".to_owned(),
+        allowed,
+    });
+    bounds
 }
 
 fn plan_settings_or_error(settings: &Value) -> Result<PlanSettings, BackendError> {

@@ -48,8 +48,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The message of every [`BackendError::Unavailable`] this backend returns.
-const UNAVAILABLE: &str =
-    "The RabbitMQ server for this service is unreachable; the operation will be retried.";
+const UNAVAILABLE: &str = "The RabbitMQ server for this service is unreachable; try again later.";
 
 /// The vhost limits bindery manages: (plan setting, RabbitMQ limit name).
 const LIMITS: [(&str, &str); 2] = [

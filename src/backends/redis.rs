@@ -43,8 +43,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keys returned per SCAN call while deprovisioning; each batch is then UNLINKed.
 const SCAN_BATCH: usize = 1000;
 
-const UNREACHABLE: &str =
-    "The Redis server for this service is unreachable; the operation will be retried.";
+const UNREACHABLE: &str = "The Redis server for this service is unreachable; try again later.";
 
 /// How [`RedisBackend`] reaches the server. `Debug` never shows the admin URL.
 #[derive(Debug, Clone)]
@@ -319,7 +318,7 @@ fn map_error(e: &RedisError, action: &str) -> BackendError {
     match code {
         "LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "READONLY" => {
             BackendError::Unavailable(format!(
-                "The Redis server for this service is temporarily unable to serve requests ({code}); the operation will be retried."
+                "The Redis server for this service is temporarily unable to serve requests ({code}); try again later."
             ))
         }
         "WRONGPASS" | "NOAUTH" => BackendError::Failed(format!(

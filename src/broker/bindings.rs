@@ -46,6 +46,8 @@ impl Broker {
         mut request: BindRequest,
         accepts_incomplete: bool,
     ) -> BrokerResult<BindOutcome> {
+        input::platform_id(instance_id, "instance_id")?;
+        input::platform_id(binding_id, "binding_id")?;
         let rotates = self
             .rotation_predecessor(ctx, instance_id, &mut request)
             .await?;
@@ -176,30 +178,8 @@ impl Broker {
             (BindingState::Creating, Some(op)) if run_async => Ok(BindOutcome::Accepted {
                 operation: op.to_string(),
             }),
-            (BindingState::Failed, None) => {
-                let retry = self.new_operation(
-                    OperationKind::Bind,
-                    instance_id,
-                    Some(binding_id),
-                    json!({}),
-                    Some(plan),
-                    run_async,
-                );
-                if !self
-                    .store
-                    .begin_binding_operation(
-                        binding_id,
-                        &[BindingState::Failed],
-                        &retry,
-                        Some(BindingState::Creating),
-                    )
-                    .await?
-                {
-                    return Err(busy("service binding"));
-                }
-                self.finish_bind_start(&retry, run_async, metadata, known)
-                    .await
-            }
+            // A failed binding that nothing runs on was replaced by `insert_binding`
+            // above; one seen here failed in between: the platform may simply retry.
             _ => Err(busy("service binding")),
         }
     }

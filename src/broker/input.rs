@@ -8,6 +8,12 @@ use crate::catalog::{Catalog, Plan, Service};
 use crate::error::{BrokerError, BrokerResult};
 use crate::osb::ApiVersion;
 
+/// A platform-chosen id the stores can index (`osb::ids`). The HTTP edge checks path
+/// ids already; this keeps callers of the broker API to the same rule.
+pub(super) fn platform_id(value: &str, field: &str) -> BrokerResult<()> {
+    crate::osb::ids::check_id(field, value).map_err(BrokerError::bad_request)
+}
+
 /// A required, non-empty string field.
 pub(super) fn required<'a>(value: &'a Option<String>, field: &str) -> BrokerResult<&'a str> {
     match value.as_deref() {

@@ -22,6 +22,7 @@ impl Broker {
         request: ProvisionRequest,
         accepts_incomplete: bool,
     ) -> BrokerResult<ProvisionOutcome> {
+        input::platform_id(instance_id, "instance_id")?;
         let service_id = input::required(&request.service_id, "service_id")?;
         let plan_id = input::required(&request.plan_id, "plan_id")?;
         let organization_guid = input::required(&request.organization_guid, "organization_guid")?;
@@ -36,6 +37,7 @@ impl Broker {
             plan.create_schema.as_ref(),
             parameters.as_object().expect("built as an object"),
         )?;
+        self.check_plan_bounds(plan, parameters.as_object().expect("built as an object"))?;
         let run_async = Self::runs_async(plan, accepts_incomplete)?;
         let backend = self.backend_for(plan)?;
         let dashboard_url = backend.dashboard_url(&InstanceSpec {
@@ -64,6 +66,7 @@ impl Broker {
             context: context.as_ref(),
             dashboard_url: dashboard_url.as_deref(),
             maintenance_version: plan.maintenance_version.as_deref(),
+            backend_kind: Some(&plan.backend_kind),
         };
         let metadata = self.instance_metadata(ctx, service_id, plan_id);
         let response = |operation: Option<String>| ProvisionResponse {
@@ -119,40 +122,8 @@ impl Broker {
                     ..replay
                 }))
             }
-            (InstanceState::Failed, None) => {
-                // An identical retry of a failed provision provisions again: backends
-                // are idempotent, so this converges on what was half-created.
-                let retry = self.new_operation(
-                    OperationKind::Provision,
-                    instance_id,
-                    None,
-                    json!({}),
-                    Some(plan),
-                    run_async,
-                );
-                if !self
-                    .store
-                    .begin_instance_operation(
-                        instance_id,
-                        &[InstanceState::Failed],
-                        &retry,
-                        Some(InstanceState::Provisioning),
-                    )
-                    .await?
-                {
-                    return Err(busy("service instance"));
-                }
-                if run_async {
-                    self.wake_worker();
-                    Ok(ProvisionOutcome::Accepted(ProvisionResponse {
-                        operation: Some(retry.operation_id.to_string()),
-                        ..replay
-                    }))
-                } else {
-                    self.run_inline(&retry, Known::instance(&existing)).await?;
-                    Ok(ProvisionOutcome::Created(replay))
-                }
-            }
+            // A failed instance that nothing runs on was replaced by `insert_instance`
+            // above; one seen here failed in between: the platform may simply retry.
             _ => Err(busy("service instance")),
         }
     }
@@ -183,6 +154,16 @@ impl Broker {
                 "service_id `{service_id}` is not the service of instance {instance_id}"
             )));
         }
+        if self
+            .catalog
+            .plan(&instance.service_id, &instance.plan_id)
+            .is_none()
+        {
+            return Err(BrokerError::bad_request(format!(
+                "plan `{}` of instance {instance_id} is no longer offered by the broker: the instance can be fetched, unbound and deleted, but not updated",
+                instance.plan_id
+            )));
+        }
         let target_plan_id = requested_plan.unwrap_or(&instance.plan_id);
         let (service, target) = input::plan(&self.catalog, service_id, target_plan_id)?;
         let plan_change = target_plan_id != instance.plan_id;
@@ -208,6 +189,11 @@ impl Broker {
             }
             None => instance.parameters.clone(),
         };
+        // The merged parameters must suit the target plan: a plan change can make
+        // stored parameters exceed what the new plan allows.
+        if let Some(merged) = merged.as_object() {
+            self.check_plan_bounds(target, merged)?;
+        }
         let run_async = Self::runs_async(target, accepts_incomplete)?;
         // The instance takes the target plan's maintenance version; a request that only
         // carries a newer maintenance_info (2.15) is an upgrade the backend performs by

@@ -8,6 +8,7 @@ mod fingerprint;
 mod input;
 mod instances;
 mod last_operation;
+pub mod retired;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -229,6 +230,22 @@ impl Broker {
         })
     }
 
+    /// Checks instance parameters against what the plan's backend settings allow, so a
+    /// value the backend would refuse is the client's 400 before anything is stored,
+    /// never a 502 (or a failed operation) later.
+    fn check_plan_bounds(
+        &self,
+        plan: &Plan,
+        parameters: &serde_json::Map<String, Value>,
+    ) -> BrokerResult<()> {
+        let bounds = self
+            .backend_for(plan)?
+            .parameter_bounds(&plan.backend_settings);
+        crate::backends::check_parameter_bounds(&bounds, parameters).map_err(|e| {
+            BrokerError::bad_request(format!("invalid parameters for plan `{}`: {e}", plan.name))
+        })
+    }
+
     /// Whether to answer 202 and run in the worker (true) or run inline (false).
     fn runs_async(plan: &Plan, accepts_incomplete: bool) -> BrokerResult<bool> {
         match (plan.execution, accepts_incomplete) {
@@ -290,8 +307,16 @@ impl Broker {
             Execution::Failed {
                 description,
                 unavailable: true,
-            } => Err(BrokerError::Unavailable(description)),
-            Execution::Failed { description, .. } => Err(BrokerError::BackendFailed(description)),
+            } => Err(BrokerError::Unavailable(with_advice(
+                description,
+                op.kind,
+                true,
+            ))),
+            Execution::Failed { description, .. } => Err(BrokerError::BackendFailed(with_advice(
+                description,
+                op.kind,
+                false,
+            ))),
             Execution::Retrying(_) | Execution::LeaseLost => Err(BrokerError::BackendFailed(
                 "The operation was cancelled because the resource is being deleted.".to_owned(),
             )),
@@ -350,6 +375,37 @@ impl Broker {
     fn wake_worker(&self) {
         self.wake.notify_one();
     }
+}
+
+/// A synchronous failure's description, followed by what the platform should do: no
+/// worker retries a request made without `accepts_incomplete=true`, and a failed
+/// provision or bind leaves nothing that refuses a corrected request with the same id.
+fn with_advice(description: String, kind: OperationKind, unavailable: bool) -> String {
+    let advice = match (kind, unavailable) {
+        (OperationKind::Provision, true) => {
+            "Nothing retries it: send the request again later, or delete the instance to remove anything half-created."
+        }
+        (OperationKind::Provision, false) => {
+            "Nothing retries it: correct the request and send it again with the same instance id, or delete the instance to remove anything half-created."
+        }
+        (OperationKind::Bind, true) => {
+            "Nothing retries it: send the request again later, or delete the binding to remove anything half-created."
+        }
+        (OperationKind::Bind, false) => {
+            "Nothing retries it: correct the request and send it again with the same binding id, or delete the binding to remove anything half-created."
+        }
+        (OperationKind::Update, _) => "Nothing retries it: send the update again.",
+        (OperationKind::Deprovision | OperationKind::Unbind, _) => {
+            "Nothing retries it: send the DELETE again."
+        }
+    };
+    let description = description.trim_end();
+    let separator = if description.ends_with('.') {
+        " "
+    } else {
+        ". "
+    };
+    format!("{description}{separator}{advice}")
 }
 
 fn busy(what: &str) -> BrokerError {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::schema::ParameterSchema;
 use super::serve::CatalogBodies;
 use super::{Catalog, Execution, Plan, Service};
-use crate::backends::{BackendRegistry, KindStatus};
+use crate::backends::{BackendRegistry, KindStatus, ParameterBound, builtin_parameter_bounds};
 
 /// Kubernetes Service Catalog rejects the whole catalog over an id or name longer than this.
 const MAX_ID_LEN: usize = 63;
@@ -404,6 +404,22 @@ pub(super) fn build(document: &Value, registry: &BackendRegistry) -> Result<Cata
                 &mut unconfigured_warnings,
             );
 
+            if let Some(kind) = &kind {
+                let bounds = match registry.status(kind) {
+                    KindStatus::Ready(backend) => backend.parameter_bounds(&settings),
+                    KindStatus::Unconfigured { .. } => builtin_parameter_bounds(kind, &settings),
+                    KindStatus::Unknown => Vec::new(),
+                };
+                for action in ["create", "update"] {
+                    let schema = plan_map
+                        .get("schemas")
+                        .and_then(|s| s.get("service_instance"))
+                        .and_then(|s| s.get(action))
+                        .and_then(|a| a.get("parameters"));
+                    let spath = format!("{ppath}.schemas.service_instance.{action}.parameters");
+                    schema_within_bounds(schema, &spath, &bounds, &mut p);
+                }
+            }
             let (Some(plan_id), Some(plan_name), Some(kind)) = (plan_id, plan_name, kind) else {
                 continue;
             };
@@ -605,6 +621,106 @@ fn plan_backend(
         p.add(&format!("{path}.backend.settings"), problem);
     }
     (Some(kind), settings, usable)
+}
+
+/// Reports where an instance parameter schema admits what the plan's backend settings
+/// refuse (a value the platform's user would see accepted, then failing). A missing
+/// schema admits everything.
+fn schema_within_bounds(
+    schema: Option<&Value>,
+    path: &str,
+    bounds: &[ParameterBound],
+    p: &mut Problems,
+) {
+    if bounds.is_empty() {
+        return;
+    }
+    let Some(schema) = schema.and_then(Value::as_object) else {
+        p.add(
+            path,
+            "is missing, so every parameter is admitted; the plan's backend restricts them, so give the plan a schema that says how",
+        );
+        return;
+    };
+    let empty = Map::new();
+    let properties = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    for bound in bounds {
+        match bound {
+            ParameterBound::Only(names) => {
+                if schema.get("additionalProperties") != Some(&Value::Bool(false)) {
+                    p.add(
+                        path,
+                        format!(
+                            "admits any parameter; the plan's backend accepts {}: set additionalProperties: false",
+                            if names.is_empty() { "none".to_owned() } else { format!("only {}", names.join(", ")) }
+                        ),
+                    );
+                }
+                for key in properties.keys().filter(|k| !names.contains(k)) {
+                    p.add(
+                        &format!("{path}.properties.{key}"),
+                        "is a parameter the plan's backend does not accept",
+                    );
+                }
+            }
+            ParameterBound::Integer {
+                name,
+                minimum,
+                maximum,
+            } => {
+                let Some(property) = properties.get(name) else {
+                    continue;
+                };
+                let ppath = format!("{path}.properties.{name}");
+                match property.get("maximum").and_then(Value::as_f64) {
+                    Some(m) if m <= *maximum as f64 => {}
+                    admitted => p.add(
+                        &format!("{ppath}.maximum"),
+                        format!(
+                            "admits {}, but the plan's backend settings allow at most {maximum}",
+                            admitted.map_or("any value".to_owned(), |m| format!("up to {m}"))
+                        ),
+                    ),
+                }
+                match property.get("minimum").and_then(Value::as_f64) {
+                    Some(m) if m >= *minimum as f64 => {}
+                    admitted => p.add(
+                        &format!("{ppath}.minimum"),
+                        format!(
+                            "admits {}, but the plan's backend settings allow at least {minimum}",
+                            admitted.map_or("any value".to_owned(), |m| format!("down to {m}"))
+                        ),
+                    ),
+                }
+            }
+            ParameterBound::ItemsOneOf { name, allowed } => {
+                let Some(property) = properties.get(name) else {
+                    continue;
+                };
+                let listed = property
+                    .get("items")
+                    .and_then(|i| i.get("enum"))
+                    .and_then(Value::as_array);
+                let ok = listed.is_some_and(|items| {
+                    items
+                        .iter()
+                        .all(|i| i.as_str().is_some_and(|s| allowed.iter().any(|a| a == s)))
+                });
+                if !ok {
+                    p.add(
+                        &format!("{path}.properties.{name}.items.enum"),
+                        format!(
+                            "must list only what the plan's backend settings allow: {}",
+                            allowed.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn strip_bindery_keys(map: &Map<String, Value>) -> Map<String, Value> {

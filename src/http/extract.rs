@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, RawPathParams, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -14,6 +14,7 @@ use crate::broker::RequestContext;
 use crate::error::BrokerError;
 use crate::osb::ApiVersion;
 use crate::osb::identity::{ORIGINATING_IDENTITY_HEADER, OriginatingIdentity};
+use crate::osb::ids::check_id;
 use crate::osb::text::has_nul;
 
 /// The answer to input holding U+0000, which no store keeps (`osb::text`).
@@ -68,7 +69,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OsbJson<T> {
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
-/// Percent-decoded path parameters; a decoding failure is a 400.
+/// Percent-decoded path parameters; a decoding failure is a 400, and so is an id
+/// longer than the stores can index (`osb::ids`), before any handler runs, so such a
+/// request is neither stored nor audited.
 #[derive(Debug)]
 pub struct OsbPath<T>(pub T);
 
@@ -78,6 +81,12 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for OsbPath
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if parts.uri.path().contains("%00") {
             return Err(BrokerError::bad_request(NUL_REFUSED));
+        }
+        // Every path parameter of the OSB routes is a platform-chosen id.
+        if let Ok(params) = RawPathParams::from_request_parts(parts, state).await {
+            for (name, value) in &params {
+                check_id(name, value).map_err(BrokerError::bad_request)?;
+            }
         }
         Path::<T>::from_request_parts(parts, state)
             .await

@@ -8,9 +8,11 @@ use serde_json::{Map, Value};
 pub struct BindRequest {
     /// Required: the instance's service.
     #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1)]
     pub service_id: Option<String>,
     /// Required: the instance's plan.
     #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1)]
     pub plan_id: Option<String>,
     /// Deprecated top-level application id.
     #[serde(default)]

@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+// Required fields are `Option`s so that a missing one is the broker's 400 naming it,
+// not serde's; `#[schema(...)]` still documents them required and non-nullable
+// (tests/api/openapi.rs checks the two agree).
 /// Body of `PUT /v2/service_instances/:instance_id`.
 ///
 /// No `deny_unknown_fields`: platforms add fields and receivers must ignore them.
@@ -10,9 +13,11 @@ use serde_json::{Map, Value};
 pub struct ProvisionRequest {
     /// Id of a service in the catalog.
     #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1)]
     pub service_id: Option<String>,
     /// Id of a plan of that service.
     #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1)]
     pub plan_id: Option<String>,
     /// Platform context (opaque).
     #[serde(default)]
@@ -20,9 +25,11 @@ pub struct ProvisionRequest {
     pub context: Option<Value>,
     /// Deprecated but required in 2.13.
     #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1)]
     pub organization_guid: Option<String>,
     /// Deprecated but required in 2.13.
     #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1)]
     pub space_guid: Option<String>,
     /// Service-specific configuration, validated against the plan's schema.
     #[serde(default)]
@@ -39,6 +46,7 @@ pub struct ProvisionRequest {
 pub struct UpdateRequest {
     /// Required: the instance's service.
     #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1)]
     pub service_id: Option<String>,
     /// The target plan; absent means "keep the plan".
     #[serde(default)]

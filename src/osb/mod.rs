@@ -4,6 +4,7 @@ pub mod binding;
 pub mod catalog;
 pub mod error;
 pub mod identity;
+pub mod ids;
 pub mod instance;
 pub mod last_operation;
 pub mod text;

@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use model::{
     AuditEvent, BindingInsert, BindingRecord, BindingState, ClaimedOperation, InstanceRecord,
     InstanceState, NewBinding, NewInstance, NewOperation, OperationKind, OperationRecord,
-    OperationTarget, Outcome, SealedCredentials,
+    OperationTarget, Outcome, PlanUsage, SealedCredentials,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -134,13 +134,32 @@ impl Store {
 
     /// Inserts the instance and its provision operation together, or does nothing
     /// when a live instance with this id exists (then `false`). A tombstone is
-    /// revived: ids are the platform's to reuse after a delete.
+    /// revived: ids are the platform's to reuse after a delete. So is an instance whose
+    /// provision failed and that nothing runs on: the platform's corrected retry replaces it
+    /// (docs/decisions.md).
     pub async fn insert_instance(
         &self,
         new: &NewInstance<'_>,
         operation: &NewOperation<'_>,
     ) -> Result<bool, sqlx::Error> {
         dispatch!(self, s => s.insert_instance(new, operation).await)
+    }
+
+    /// Live instances counted per (service, plan, recorded backend kind), for the
+    /// start-up check against the catalog.
+    pub async fn instance_plans(&self) -> Result<Vec<PlanUsage>, sqlx::Error> {
+        dispatch!(self, s => s.instance_plans().await)
+    }
+
+    /// Records `backend_kind` on the instances of a plan that have none (rows written
+    /// before the column existed); returns how many were filled.
+    pub async fn fill_backend_kind(
+        &self,
+        service_id: &str,
+        plan_id: &str,
+        backend_kind: &str,
+    ) -> Result<u64, sqlx::Error> {
+        dispatch!(self, s => s.fill_backend_kind(service_id, plan_id, backend_kind).await)
     }
 
     /// Reads an instance, tombstones included.
@@ -176,7 +195,8 @@ impl Store {
     }
 
     /// Inserts the binding and its bind operation together, while its instance is
-    /// ready and idle; a deprovision cannot start in between.
+    /// ready and idle; a deprovision cannot start in between. A tombstone, or a failed
+    /// binding of the same instance that nothing runs on, is replaced.
     pub async fn insert_binding(
         &self,
         new: &NewBinding<'_>,

@@ -65,6 +65,22 @@ pub struct InstanceRecord {
     pub active_operation_id: Option<Uuid>,
     /// The plan's maintenance version applied to the instance.
     pub maintenance_version: Option<String>,
+    /// The backend kind of its plan when it was provisioned; `None` for rows written
+    /// before bindery recorded it and not yet filled in at start-up.
+    pub backend_kind: Option<String>,
+}
+
+/// How many live instances sit on one plan, and the backend kind they recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanUsage {
+    /// Catalog service id.
+    pub service_id: String,
+    /// Catalog plan id.
+    pub plan_id: String,
+    /// The recorded kind (`None`: written before bindery recorded it).
+    pub backend_kind: Option<String>,
+    /// Live instances.
+    pub instances: i64,
 }
 
 /// A new instance as the provision request defines it.
@@ -88,6 +104,8 @@ pub struct NewInstance<'a> {
     pub dashboard_url: Option<&'a str>,
     /// The plan's maintenance version.
     pub maintenance_version: Option<&'a str>,
+    /// The plan's backend kind, kept for when the plan leaves the catalog.
+    pub backend_kind: Option<&'a str>,
 }
 
 impl NewInstance<'_> {
@@ -104,6 +122,7 @@ impl NewInstance<'_> {
             state: InstanceState::Provisioning,
             active_operation_id: Some(operation_id),
             maintenance_version: self.maintenance_version.map(str::to_owned),
+            backend_kind: self.backend_kind.map(str::to_owned),
         }
     }
 }

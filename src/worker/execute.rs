@@ -262,25 +262,51 @@ impl Executor {
             ),
             _ => (instance.plan_id.clone(), instance.parameters.clone()),
         };
-        let Some((_, plan)) = self.catalog.plan(&instance.service_id, &plan_id) else {
-            return Err(format!(
-                "Plan {plan_id} of service {} is not in the broker's catalog any more; the broker operator must restore it to manage this instance.",
-                instance.service_id
-            ));
+        let (backend_kind, backend_settings) = match self
+            .catalog
+            .plan(&instance.service_id, &plan_id)
+        {
+            Some((_, plan)) => (plan.backend_kind.clone(), plan.backend_settings.clone()),
+            // A plan (or service) that left the catalog: what the instance created must
+            // still be removable. Deleting needs only the kind (names derive from the
+            // ids), so use the kind recorded at provision, else the one every plan of
+            // the service still offered shares, with empty settings.
+            None if matches!(op.kind, OperationKind::Deprovision | OperationKind::Unbind) => {
+                let kind = instance.backend_kind.clone().or_else(|| {
+                    let plans = &self.catalog.service(&instance.service_id)?.plans;
+                    let first = &plans.first()?.backend_kind;
+                    plans
+                        .iter()
+                        .all(|p| &p.backend_kind == first)
+                        .then(|| first.clone())
+                });
+                let Some(kind) = kind else {
+                    return Err(format!(
+                        "Plan {plan_id} of service {} is not in the broker's catalog any more and the instance does not record its backend; the broker operator must restore the plan to delete it.",
+                        instance.service_id
+                    ));
+                };
+                (kind, Value::Object(Map::new()))
+            }
+            None => {
+                return Err(format!(
+                    "Plan {plan_id} of service {} is not in the broker's catalog any more; the broker operator must restore it to manage this instance.",
+                    instance.service_id
+                ));
+            }
         };
-        let Some(backend) = self.backends.get(&plan.backend_kind) else {
+        let Some(backend) = self.backends.get(&backend_kind) else {
             return Err(format!(
-                "The {} backend is not configured on this broker.",
-                plan.backend_kind
+                "The {backend_kind} backend is not configured on this broker."
             ));
         };
         Ok(Resolved {
             instance,
-            backend_kind: plan.backend_kind.clone(),
+            backend_kind,
             plan_id,
             service_id: instance.service_id.clone(),
             parameters: as_object(parameters),
-            backend_settings: plan.backend_settings.clone(),
+            backend_settings,
             backend,
         })
     }
@@ -394,9 +420,7 @@ fn renew_interval(lease: Duration) -> Duration {
 static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
 
 fn store_unavailable() -> BackendError {
-    BackendError::Unavailable(
-        "The broker's database is unavailable; the operation will be retried.".to_owned(),
-    )
+    BackendError::Unavailable("The broker's database is unavailable; try again later.".to_owned())
 }
 
 fn as_object(value: Value) -> Map<String, Value> {

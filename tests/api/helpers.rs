@@ -337,6 +337,17 @@ impl TestApp {
         );
     }
 
+    /// Provisions `id` on `service`/`plan` synchronously and asserts 201.
+    pub async fn provisioned_on(&self, id: &str, service: &str, plan: &str) {
+        let r = self.provision(id, provision_body(service, plan)).await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "provision of {id}: {}",
+            r.raw
+        );
+    }
+
     /// Runs the worker until the queue is empty; returns how many steps ran.
     pub async fn drain(&self) -> usize {
         let mut steps = 0;

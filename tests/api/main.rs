@@ -17,6 +17,7 @@ mod conformance_jk_errors;
 mod durable_operations;
 mod edge;
 mod fencing;
+mod id_bounds;
 mod later_versions;
 mod metrics;
 mod openapi;
@@ -24,7 +25,10 @@ mod postgres_e2e;
 mod private_pg;
 #[path = "../common/private_redis.rs"]
 mod private_redis;
+mod retired_plans;
 mod security;
+mod shipped_catalog;
 mod state_model;
 mod store_migration;
+mod sync_failures;
 mod tls;

@@ -205,3 +205,103 @@ async fn the_interactive_page_loads_its_assets_from_bindery() {
         .unwrap();
     assert!(init.contains("/openapi.json"), "{init}");
 }
+
+/// The fields whose absence the broker answers with a 400 naming them: each field
+/// of `complete` is left out in turn and the request sent.
+async fn fields_refused_without(
+    app: &TestApp,
+    complete: &Value,
+    send: impl AsyncFn(&TestApp, Value) -> Reply,
+) -> Vec<String> {
+    let mut required = Vec::new();
+    for field in complete.as_object().unwrap().keys() {
+        let mut body = complete.clone();
+        body.as_object_mut().unwrap().remove(field);
+        let r = send(app, body).await;
+        if r.status == StatusCode::BAD_REQUEST {
+            assert!(
+                r.raw.contains(field.as_str()),
+                "the 400 names the missing {field}: {}",
+                r.raw
+            );
+            required.push(field.clone());
+        } else {
+            assert!(
+                r.status.is_success(),
+                "without {field}: {} {}",
+                r.status,
+                r.raw
+            );
+        }
+    }
+    required.sort();
+    required
+}
+
+/// The document's `required` list of a request schema, checking that each required
+/// property is a non-nullable, non-empty string.
+fn documented_required(doc: &Value, schema: &str) -> Vec<String> {
+    let schema = &doc["components"]["schemas"][schema];
+    let mut required: Vec<String> = schema["required"]
+        .as_array()
+        .map(|r| r.iter().map(|f| f.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default();
+    for field in &required {
+        let property = &schema["properties"][field];
+        assert_eq!(
+            property["type"], "string",
+            "{field} is a plain string: {property}"
+        );
+        assert!(property.get("nullable").is_none(), "{field}: {property}");
+        assert_eq!(
+            property["minLength"], 1,
+            "{field} may not be empty: {property}"
+        );
+    }
+    required.sort();
+    required
+}
+
+#[tokio::test]
+async fn request_schemas_require_exactly_the_fields_the_broker_refuses_to_go_without() {
+    let app = TestApp::spawn().await;
+    let doc = serde_json::to_value(bindery::http::openapi::document()).unwrap();
+
+    let mut provision = provision_body("svc-db", "plan-small");
+    provision["parameters"] = json!({"size": 2});
+    let refused = fields_refused_without(&app, &provision, async |app, body| {
+        app.provision(&new_id(), body).await
+    })
+    .await;
+    assert_eq!(refused, documented_required(&doc, "ProvisionRequest"));
+    assert_eq!(
+        refused,
+        ["organization_guid", "plan_id", "service_id", "space_guid"]
+    );
+
+    let id = new_id();
+    app.provisioned(&id, "plan-small").await;
+    let update = json!({
+        "service_id": "svc-db",
+        "plan_id": "plan-small",
+        "parameters": {"size": 3},
+        "context": {"platform": "kubernetes"},
+        "previous_values": {"plan_id": "plan-small"},
+    });
+    let refused = fields_refused_without(&app, &update, async |app, body| {
+        app.update(&id, "", body).await
+    })
+    .await;
+    assert_eq!(refused, documented_required(&doc, "UpdateRequest"));
+    assert_eq!(refused, ["service_id"]);
+
+    let mut bind = bind_body("svc-db", "plan-small");
+    bind["parameters"] = json!({"read_only": true});
+    bind["app_guid"] = json!("app-1");
+    let refused = fields_refused_without(&app, &bind, async |app, body| {
+        app.bind(&id, &new_id(), body).await
+    })
+    .await;
+    assert_eq!(refused, documented_required(&doc, "BindRequest"));
+    assert_eq!(refused, ["plan_id", "service_id"]);
+}

@@ -280,3 +280,63 @@ async fn a_rotated_binding_works_and_its_predecessor_keeps_working_until_unbound
         .await;
     assert_eq!(leftovers(&id).await, (0, 0));
 }
+
+#[tokio::test]
+async fn a_parameter_over_the_plans_limit_is_a_400_at_once_for_provision_and_plan_change() {
+    let app = spawn().await;
+    const LARGE: &str = "8e4b1a27-5d3c-4f96-a0e2-7c9f3b5d1a33";
+    for accepts_incomplete in [false, true] {
+        let id = new_id();
+        let mut body = provision_body(SERVICE, SMALL);
+        body["parameters"] = json!({"connection_limit": 25});
+        let r = if accepts_incomplete {
+            app.provision_async(&id, body).await
+        } else {
+            app.provision(&id, body).await
+        };
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.raw);
+        let description = r.body["description"].as_str().unwrap();
+        assert!(
+            description.contains("connection_limit") && description.contains("20"),
+            "names the field and the plan's limit: {description}"
+        );
+        assert_eq!(
+            app.last_operation(&id, "").await.status,
+            StatusCode::NOT_FOUND,
+            "nothing was stored"
+        );
+        assert_eq!(leftovers(&id).await, (0, 0), "nothing was created");
+    }
+
+    // A plan change that makes the stored parameters exceed the new plan's limit.
+    let id = new_id();
+    let mut body = provision_body(SERVICE, LARGE);
+    body["parameters"] = json!({"connection_limit": 70});
+    let r = app.provision(&id, body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
+    for query in ["", "?accepts_incomplete=true"] {
+        let r = app
+            .update(&id, query, json!({"service_id": SERVICE, "plan_id": SMALL}))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.raw);
+        let description = r.body["description"].as_str().unwrap();
+        assert!(
+            description.contains("connection_limit") && description.contains("20"),
+            "{description}"
+        );
+    }
+    // Lowering the limit with the change is accepted.
+    let r = app
+        .update(
+            &id,
+            "",
+            json!({"service_id": SERVICE, "plan_id": SMALL, "parameters": {"connection_limit": 15}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
+    let r = app
+        .deprovision(&id, &format!("?service_id={SERVICE}&plan_id={SMALL}"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
+    assert_eq!(leftovers(&id).await, (0, 0));
+}

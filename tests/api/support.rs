@@ -118,6 +118,9 @@ impl ServiceBackend for RecordingBackend {
     async fn bind(&self, binding: &BindingSpec<'_>) -> Result<Credentials, BackendError> {
         self.act("bind", &binding.instance, Some(binding.binding_id))
             .await?;
+        if binding.parameters.get("fail").is_some_and(|v| v == "bind") {
+            return Err(BackendError::Failed("asked to fail bind".to_owned()));
+        }
         let password = uuid::Uuid::new_v4().simple().to_string();
         Ok(Credentials::default()
             .with("username", format!("user-{}", binding.binding_id))

@@ -133,13 +133,29 @@ async fn a_repeated_or_conflicting_insert_changes_nothing(t: TestStore) {
     assert_eq!(found.parameters, parameters);
     assert_eq!(found.active_operation_id, Some(first));
 
-    // Still refused once the instance is ready (or failed): only a tombstone is revived.
+    // A failed provision that nothing runs on is replaced by the next request (the
+    // platform's corrected retry), with its attributes and a new operation.
     assert!(finish(store, first, failed("backend said no")).await);
     let op = inline("i-1", None, OperationKind::Provision);
-    assert!(!store.insert_instance(&conflicting, &op).await.unwrap());
+    assert!(store.insert_instance(&conflicting, &op).await.unwrap());
+    let found = store.find_instance("i-1").await.unwrap().unwrap();
+    assert_eq!(found.state, InstanceState::Provisioning);
+    assert_eq!(found.plan_id, "large");
+    assert_eq!(found.parameters, other_parameters);
+    assert_eq!(found.active_operation_id, Some(op.operation_id));
+
+    // Still refused once the instance is ready: only tombstones and failures are replaced.
+    assert!(finish(store, op.operation_id, succeeded()).await);
+    let op = inline("i-1", None, OperationKind::Provision);
+    assert!(
+        !store
+            .insert_instance(&instance("i-1", &parameters), &op)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.find_instance("i-1").await.unwrap().unwrap().state,
-        InstanceState::Failed
+        InstanceState::Ready
     );
 }
 

@@ -207,6 +207,7 @@ pub fn instance<'a>(instance_id: &'a str, parameters: &'a Value) -> NewInstance<
         context: None,
         dashboard_url: Some("https://dash.example/1"),
         maintenance_version: Some("1.0"),
+        backend_kind: Some("test-kind"),
     }
 }
 

@@ -83,6 +83,9 @@ impl PgStore {
                      predecessor_binding_id = excluded.predecessor_binding_id, \
                      created_at = now(), updated_at = now(), deleted_at = null \
                  where service_binding.deleted_at is not null \
+                     or (service_binding.state = 'failed' \
+                         and service_binding.active_operation_id is null \
+                         and service_binding.instance_id = excluded.instance_id) \
                  returning binding_id), \
              operation as (",
             insert_operation_from!("binding"),

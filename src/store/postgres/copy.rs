@@ -23,6 +23,7 @@ struct InstanceRow {
     state: String,
     active_operation_id: Option<Uuid>,
     maintenance_version: Option<String>,
+    backend_kind: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     deleted_at: Option<DateTime<Utc>>,
@@ -114,7 +115,7 @@ impl PgStore {
         let rows: Vec<InstanceRow> = sqlx::query_as(
             "select instance_id, service_id, plan_id, parameters, organization_guid, space_guid, \
                  context, dashboard_url, state, active_operation_id, maintenance_version, \
-                 created_at, updated_at, deleted_at \
+                 created_at, updated_at, deleted_at, backend_kind \
              from service_instance where ($1::text is null or instance_id > $1) \
              order by instance_id limit $2",
         )
@@ -136,6 +137,7 @@ impl PgStore {
                 state: InstanceState::parse(&r.state),
                 active_operation_id: r.active_operation_id,
                 maintenance_version: r.maintenance_version,
+                backend_kind: r.backend_kind,
                 created_at: r.created_at,
                 updated_at: r.updated_at,
                 deleted_at: r.deleted_at,
@@ -150,8 +152,9 @@ impl PgStore {
             sqlx::query(
                 "insert into service_instance (instance_id, service_id, plan_id, parameters, \
                      organization_guid, space_guid, context, dashboard_url, state, \
-                     active_operation_id, maintenance_version, created_at, updated_at, deleted_at) \
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                     active_operation_id, maintenance_version, created_at, updated_at, deleted_at, \
+                     backend_kind) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             )
             .bind(&r.instance_id)
             .bind(&r.service_id)
@@ -167,6 +170,7 @@ impl PgStore {
             .bind(r.created_at)
             .bind(r.updated_at)
             .bind(r.deleted_at)
+            .bind(&r.backend_kind)
             .execute(&mut *tx)
             .await?;
         }

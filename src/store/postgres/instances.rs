@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::PgStore;
 use super::operations::{bind_operation, insert_operation_from};
-use crate::store::{InstanceRecord, InstanceState, NewInstance, NewOperation};
+use crate::store::{InstanceRecord, InstanceState, NewInstance, NewOperation, PlanUsage};
 
 #[derive(sqlx::FromRow)]
 pub(super) struct InstanceRow {
@@ -19,6 +19,7 @@ pub(super) struct InstanceRow {
     pub(super) state: String,
     pub(super) active_operation_id: Option<Uuid>,
     pub(super) maintenance_version: Option<String>,
+    pub(super) backend_kind: Option<String>,
 }
 
 impl From<InstanceRow> for InstanceRecord {
@@ -34,6 +35,7 @@ impl From<InstanceRow> for InstanceRecord {
             state: InstanceState::parse(&r.state),
             active_operation_id: r.active_operation_id,
             maintenance_version: r.maintenance_version,
+            backend_kind: r.backend_kind,
         }
     }
 }
@@ -41,7 +43,9 @@ impl From<InstanceRow> for InstanceRecord {
 impl PgStore {
     /// Inserts the instance and its provision operation in one statement, or does
     /// nothing when a live instance with this id exists (then `false`). A tombstone is
-    /// revived: ids are the platform's to reuse after a delete.
+    /// revived: ids are the platform's to reuse after a delete. So is an instance whose
+    /// provision failed and that nothing runs on: the platform's corrected retry replaces it
+    /// (docs/decisions.md).
     pub async fn insert_instance(
         &self,
         new: &NewInstance<'_>,
@@ -51,8 +55,8 @@ impl PgStore {
             "with instance as ( \
                  insert into service_instance (instance_id, service_id, plan_id, parameters, \
                      organization_guid, space_guid, context, dashboard_url, state, \
-                     active_operation_id, maintenance_version) \
-                 values ($2, $9, $10, $11, $12, $13, $14, $15, 'provisioning', $1, $16) \
+                     active_operation_id, maintenance_version, backend_kind) \
+                 values ($2, $9, $10, $11, $12, $13, $14, $15, 'provisioning', $1, $16, $17) \
                  on conflict (instance_id) do update set \
                      service_id = excluded.service_id, plan_id = excluded.plan_id, \
                      parameters = excluded.parameters, \
@@ -60,9 +64,12 @@ impl PgStore {
                      space_guid = excluded.space_guid, context = excluded.context, \
                      dashboard_url = excluded.dashboard_url, state = 'provisioning', \
                      maintenance_version = excluded.maintenance_version, \
+                     backend_kind = excluded.backend_kind, \
                      active_operation_id = excluded.active_operation_id, \
                      created_at = now(), updated_at = now(), deleted_at = null \
                  where service_instance.deleted_at is not null \
+                     or (service_instance.state = 'failed' \
+                         and service_instance.active_operation_id is null) \
                  returning instance_id) ",
             insert_operation_from!("instance")
         );
@@ -75,6 +82,7 @@ impl PgStore {
             .bind(new.context)
             .bind(new.dashboard_url)
             .bind(new.maintenance_version)
+            .bind(new.backend_kind)
             .execute(&self.pool)
             .await?
             .rows_affected()
@@ -89,7 +97,8 @@ impl PgStore {
     ) -> Result<Option<InstanceRecord>, sqlx::Error> {
         let row: Option<InstanceRow> = sqlx::query_as(
             "select instance_id, service_id, plan_id, parameters, organization_guid, \
-                 space_guid, dashboard_url, state, active_operation_id, maintenance_version \
+                 space_guid, dashboard_url, state, active_operation_id, maintenance_version, \
+                 backend_kind \
              from service_instance where instance_id = $1",
         )
         .bind(instance_id)
@@ -151,5 +160,43 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Live instances counted per (service, plan, recorded backend kind).
+    pub async fn instance_plans(&self) -> Result<Vec<PlanUsage>, sqlx::Error> {
+        let rows: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(
+            "select service_id, plan_id, backend_kind, count(*) from service_instance \
+             where deleted_at is null group by service_id, plan_id, backend_kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(service_id, plan_id, backend_kind, instances)| PlanUsage {
+                service_id,
+                plan_id,
+                backend_kind,
+                instances,
+            })
+            .collect())
+    }
+
+    /// Records `backend_kind` on the instances of a plan that have none.
+    pub async fn fill_backend_kind(
+        &self,
+        service_id: &str,
+        plan_id: &str,
+        backend_kind: &str,
+    ) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query(
+            "update service_instance set backend_kind = $3 \
+             where service_id = $1 and plan_id = $2 and backend_kind is null",
+        )
+        .bind(service_id)
+        .bind(plan_id)
+        .bind(backend_kind)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 }

@@ -51,6 +51,7 @@ struct ClaimedRow {
     instance_state: Option<String>,
     active_operation_id: Option<Uuid>,
     maintenance_version: Option<String>,
+    backend_kind: Option<String>,
 }
 
 impl From<ClaimedRow> for ClaimedOperation {
@@ -68,6 +69,7 @@ impl From<ClaimedRow> for ClaimedOperation {
                     state,
                     active_operation_id: r.active_operation_id,
                     maintenance_version: r.maintenance_version,
+                    backend_kind: r.backend_kind,
                 }
                 .into(),
             ),
@@ -228,7 +230,7 @@ impl PgStore {
             ") \
              select claimed.*, i.service_id, i.plan_id, i.parameters, i.organization_guid, \
                  i.space_guid, i.dashboard_url, i.state as instance_state, \
-                 i.active_operation_id, i.maintenance_version \
+                 i.active_operation_id, i.maintenance_version, i.backend_kind \
              from claimed left join service_instance i using (instance_id) \
              order by claimed.next_attempt_at"
         ))

@@ -100,7 +100,10 @@ impl SqliteStore {
                  predecessor_binding_id = excluded.predecessor_binding_id, \
                  created_at = excluded.created_at, updated_at = excluded.updated_at, \
                  deleted_at = null \
-             where service_binding.deleted_at is not null",
+             where service_binding.deleted_at is not null \
+                 or (service_binding.state = 'failed' \
+                     and service_binding.active_operation_id is null \
+                     and service_binding.instance_id = excluded.instance_id)",
         )
         .bind(new.binding_id)
         .bind(new.instance_id)

@@ -25,6 +25,7 @@ struct InstanceRow {
     state: String,
     active_operation_id: Option<Hyphenated>,
     maintenance_version: Option<String>,
+    backend_kind: Option<String>,
     created_at: i64,
     updated_at: i64,
     deleted_at: Option<i64>,
@@ -46,6 +47,7 @@ impl TryFrom<InstanceRow> for ExportedInstance {
             state: InstanceState::parse(&r.state),
             active_operation_id: r.active_operation_id.map(Hyphenated::into_uuid),
             maintenance_version: r.maintenance_version,
+            backend_kind: r.backend_kind,
             created_at: time(r.created_at)?,
             updated_at: time(r.updated_at)?,
             deleted_at: optional_time(r.deleted_at)?,
@@ -219,7 +221,7 @@ impl SqliteStore {
         let rows: Vec<InstanceRow> = sqlx::query_as(
             "select instance_id, service_id, plan_id, parameters, organization_guid, space_guid, \
                  context, dashboard_url, state, active_operation_id, maintenance_version, \
-                 created_at, updated_at, deleted_at \
+                 created_at, updated_at, deleted_at, backend_kind \
              from service_instance where (?1 is null or instance_id > ?1) \
              order by instance_id limit ?2",
         )
@@ -237,8 +239,9 @@ impl SqliteStore {
             sqlx::query(
                 "insert into service_instance (instance_id, service_id, plan_id, parameters, \
                      organization_guid, space_guid, context, dashboard_url, state, \
-                     active_operation_id, maintenance_version, created_at, updated_at, deleted_at) \
-                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                     active_operation_id, maintenance_version, created_at, updated_at, deleted_at, \
+                     backend_kind) \
+                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )
             .bind(&r.instance_id)
             .bind(&r.service_id)
@@ -254,6 +257,7 @@ impl SqliteStore {
             .bind(micros(r.created_at))
             .bind(micros(r.updated_at))
             .bind(r.deleted_at.map(micros))
+            .bind(&r.backend_kind)
             .execute(&mut *tx)
             .await?;
         }

@@ -4,7 +4,7 @@ use uuid::fmt::Hyphenated;
 
 use super::operations::insert_operation;
 use super::{SqliteStore, id, json, json_list, now, optional_json, parse_json};
-use crate::store::{InstanceRecord, InstanceState, NewInstance, NewOperation};
+use crate::store::{InstanceRecord, InstanceState, NewInstance, NewOperation, PlanUsage};
 
 #[derive(sqlx::FromRow)]
 struct InstanceRow {
@@ -18,6 +18,7 @@ struct InstanceRow {
     state: String,
     active_operation_id: Option<Hyphenated>,
     maintenance_version: Option<String>,
+    backend_kind: Option<String>,
 }
 
 impl TryFrom<InstanceRow> for InstanceRecord {
@@ -35,17 +36,20 @@ impl TryFrom<InstanceRow> for InstanceRecord {
             state: InstanceState::parse(&r.state),
             active_operation_id: r.active_operation_id.map(Hyphenated::into_uuid),
             maintenance_version: r.maintenance_version,
+            backend_kind: r.backend_kind,
         })
     }
 }
 
 const INSTANCE_COLUMNS: &str = "instance_id, service_id, plan_id, parameters, organization_guid, \
-     space_guid, dashboard_url, state, active_operation_id, maintenance_version";
+     space_guid, dashboard_url, state, active_operation_id, maintenance_version, backend_kind";
 
 impl SqliteStore {
     /// Inserts the instance and its provision operation in one transaction, or does
     /// nothing when a live instance with this id exists (then `false`). A tombstone is
-    /// revived: ids are the platform's to reuse after a delete.
+    /// revived: ids are the platform's to reuse after a delete. So is an instance whose
+    /// provision failed and that nothing runs on: the platform's corrected retry replaces it
+    /// (docs/decisions.md).
     pub async fn insert_instance(
         &self,
         new: &NewInstance<'_>,
@@ -56,18 +60,21 @@ impl SqliteStore {
         let inserted = sqlx::query(
             "insert into service_instance (instance_id, service_id, plan_id, parameters, \
                  organization_guid, space_guid, context, dashboard_url, state, active_operation_id, \
-                 maintenance_version, created_at, updated_at) \
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'provisioning', ?9, ?10, ?11, ?11) \
+                 maintenance_version, created_at, updated_at, backend_kind) \
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'provisioning', ?9, ?10, ?11, ?11, ?12) \
              on conflict (instance_id) do update set \
                  service_id = excluded.service_id, plan_id = excluded.plan_id, \
                  parameters = excluded.parameters, organization_guid = excluded.organization_guid, \
                  space_guid = excluded.space_guid, context = excluded.context, \
                  dashboard_url = excluded.dashboard_url, state = 'provisioning', \
                  maintenance_version = excluded.maintenance_version, \
+                 backend_kind = excluded.backend_kind, \
                  active_operation_id = excluded.active_operation_id, \
                  created_at = excluded.created_at, updated_at = excluded.updated_at, \
                  deleted_at = null \
-             where service_instance.deleted_at is not null",
+             where service_instance.deleted_at is not null \
+                 or (service_instance.state = 'failed' \
+                     and service_instance.active_operation_id is null)",
         )
         .bind(new.instance_id)
         .bind(new.service_id)
@@ -80,6 +87,7 @@ impl SqliteStore {
         .bind(id(operation.operation_id))
         .bind(new.maintenance_version)
         .bind(now)
+        .bind(new.backend_kind)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -148,5 +156,43 @@ impl SqliteStore {
         insert_operation(&mut tx, operation, now).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Live instances counted per (service, plan, recorded backend kind).
+    pub async fn instance_plans(&self) -> Result<Vec<PlanUsage>, sqlx::Error> {
+        let rows: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(
+            "select service_id, plan_id, backend_kind, count(*) from service_instance \
+             where deleted_at is null group by service_id, plan_id, backend_kind",
+        )
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(service_id, plan_id, backend_kind, instances)| PlanUsage {
+                service_id,
+                plan_id,
+                backend_kind,
+                instances,
+            })
+            .collect())
+    }
+
+    /// Records `backend_kind` on the instances of a plan that have none.
+    pub async fn fill_backend_kind(
+        &self,
+        service_id: &str,
+        plan_id: &str,
+        backend_kind: &str,
+    ) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query(
+            "update service_instance set backend_kind = ?3 \
+             where service_id = ?1 and plan_id = ?2 and backend_kind is null",
+        )
+        .bind(service_id)
+        .bind(plan_id)
+        .bind(backend_kind)
+        .execute(self.writer())
+        .await?
+        .rows_affected())
     }
 }
