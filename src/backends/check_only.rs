@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{
     BackendError, BackendRegistry, BindingSpec, Credentials, InstanceSpec, KindStatus,
-    ServiceBackend, SettingsChecker, UpdateSpec,
+    ParameterBound, ServiceBackend, SettingsChecker, UpdateSpec, builtin_parameter_bounds,
 };
 
 /// A kind whose server is not configured, stood in for while checking a catalog.
@@ -30,7 +30,13 @@ pub fn for_checking(registry: &BackendRegistry) -> (BackendRegistry, Vec<Unconfi
     let mut unconfigured = Vec::new();
     for kind in registry.kinds() {
         if let KindStatus::Unconfigured { checker, reason } = registry.status(&kind) {
-            checking.register(&kind, Arc::new(StandIn { checker }));
+            checking.register(
+                &kind,
+                Arc::new(StandIn {
+                    kind: kind.clone(),
+                    checker,
+                }),
+            );
             unconfigured.push(Unconfigured { kind, reason });
         }
     }
@@ -39,6 +45,7 @@ pub fn for_checking(registry: &BackendRegistry) -> (BackendRegistry, Vec<Unconfi
 
 #[derive(Debug)]
 struct StandIn {
+    kind: String,
     checker: SettingsChecker,
 }
 
@@ -50,6 +57,11 @@ fn refused() -> BackendError {
 impl ServiceBackend for StandIn {
     fn check_plan_settings(&self, settings: &Value) -> Vec<String> {
         (self.checker)(settings)
+    }
+    /// The kind's own bounds, which need no connection either, so that check-catalog
+    /// also finds schemas that admit what the plan refuses.
+    fn parameter_bounds(&self, settings: &Value) -> Vec<ParameterBound> {
+        builtin_parameter_bounds(&self.kind, settings)
     }
     async fn provision(&self, _: &InstanceSpec<'_>) -> Result<(), BackendError> {
         Err(refused())
