@@ -36,7 +36,8 @@ impl Broker {
     /// `PUT /v2/service_instances/:instance_id/service_bindings/:binding_id`.
     ///
     /// New id: 201 with fresh credentials (202 when asynchronous). Identical repeat: 200
-    /// with the same credentials, or 202 with the same operation while it runs.
+    /// with the same credentials (none once expired: the repeat never recreates them),
+    /// or 202 with the same operation while it runs.
     /// Different request, or the id used under another instance: 409.
     pub async fn bind(
         &self,
@@ -171,7 +172,7 @@ impl Broker {
         }
         match (existing.state, existing.active_operation_id) {
             (BindingState::Ready, None) => Ok(BindOutcome::AlreadyExists(BindResponse {
-                credentials: Some(self.open_credentials(&existing)?),
+                credentials: Some(self.unexpired_credentials(&existing)?),
                 metadata: Self::binding_metadata(ctx, existing.expires_at, plan.binding_lifetime),
                 ..BindResponse::default()
             })),
@@ -350,7 +351,9 @@ impl Broker {
     }
 
     /// `GET /v2/service_instances/:instance_id/service_bindings/:binding_id` (2.14):
-    /// the stored binding with its credentials; 404 while it is being created.
+    /// the stored binding with its credentials; 404 while it is being created. An
+    /// expired binding is still returned, with empty credentials and (2.16+) its past
+    /// `metadata.expires_at`.
     pub async fn get_binding(
         &self,
         ctx: &RequestContext,
@@ -364,7 +367,7 @@ impl Broker {
             _ => return Err(not_found()),
         };
         Ok(BindResponse {
-            credentials: Some(self.open_credentials(&binding)?),
+            credentials: Some(self.unexpired_credentials(&binding)?),
             parameters: binding
                 .parameters
                 .as_object()
@@ -379,6 +382,17 @@ impl Broker {
             ),
             ..BindResponse::default()
         })
+    }
+
+    /// The credentials a repeated bind or a fetch hands out: the stored ones, or an
+    /// empty object once the binding has expired. Its credentials are then revoked (or
+    /// about to be), and a platform sees that there is nothing to use rather than a
+    /// password the server refuses (docs/decisions.md, binding expiry).
+    fn unexpired_credentials(&self, binding: &BindingRecord) -> BrokerResult<Map<String, Value>> {
+        if binding.has_expired(chrono::Utc::now()) {
+            return Ok(Map::new());
+        }
+        self.open_credentials(binding)
     }
 
     pub(super) fn open_credentials(

@@ -85,7 +85,9 @@ impl Broker {
             return Ok(None);
         };
         Ok(self.store.find_operation(id).await?.filter(|op| {
-            op.instance_id == instance_id
+            // A revocation is bindery's own work, never the platform's to poll.
+            op.kind != OperationKind::Revoke
+                && op.instance_id == instance_id
                 && match binding_id {
                     Some(binding_id) => op.binding_id.as_deref() == Some(binding_id),
                     None => !op.kind.is_binding(),

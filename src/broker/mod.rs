@@ -398,6 +398,8 @@ fn with_advice(description: String, kind: OperationKind, unavailable: bool) -> S
         (OperationKind::Deprovision | OperationKind::Unbind, _) => {
             "Nothing retries it: send the DELETE again."
         }
+        // Revocations of expired bindings are the worker's own, never run for a request.
+        (OperationKind::Revoke, _) => "The broker retries it.",
     };
     let description = description.trim_end();
     let separator = if description.ends_with('.') {

@@ -300,11 +300,11 @@ pub(super) fn build(document: &Value, registry: &BackendRegistry) -> Result<Cata
             let binding_lifetime = match plan_map.get("binding_lifetime") {
                 None => None,
                 Some(v) => match v.as_u64() {
-                    Some(secs) if secs >= 60 => Some(Duration::from_secs(secs)),
+                    Some(secs) if secs >= 5 => Some(Duration::from_secs(secs)),
                     _ => {
                         p.add(
                             &format!("{ppath}.binding_lifetime"),
-                            "must be a whole number of seconds, at least 60",
+                            "must be a whole number of seconds, at least 5",
                         );
                         None
                     }

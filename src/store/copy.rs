@@ -92,6 +92,8 @@ pub struct ExportedBinding {
     pub expires_at: Option<DateTime<Utc>>,
     /// The binding this one rotates.
     pub predecessor_binding_id: Option<String>,
+    /// When its expired credentials were revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 /// An operation with every stored column.

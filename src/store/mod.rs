@@ -389,6 +389,18 @@ impl Store {
         }
     }
 
+    /// Enqueues a `revoke` operation for up to `limit` bindings whose `expires_at` has
+    /// passed, that are ready and idle, not yet revoked, and without one queued already
+    /// (by any replica: a unique index keeps one per binding) or failed within the last
+    /// minute. Each has `deadline` to finish. Returns how many were enqueued.
+    pub async fn enqueue_revocations(
+        &self,
+        limit: i64,
+        deadline: Duration,
+    ) -> Result<u64, sqlx::Error> {
+        dispatch!(self, s => s.enqueue_revocations(limit, deadline).await)
+    }
+
     /// Operations waiting or running, and the age in seconds of the oldest of them.
     pub async fn queue_stats(&self) -> Result<(i64, f64), sqlx::Error> {
         dispatch!(self, s => s.queue_stats().await)

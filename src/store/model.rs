@@ -205,6 +205,17 @@ pub struct BindingRecord {
     pub active_operation_id: Option<Uuid>,
     /// When the binding stops being valid, if its plan sets a lifetime.
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When a `revoke` operation removed its credentials from the managed server, after
+    /// `expires_at` passed. The binding itself stays until the platform unbinds it.
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl BindingRecord {
+    /// True once `expires_at` has passed: its credentials are (or are about to be)
+    /// revoked, and bindery no longer hands them out.
+    pub fn has_expired(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_some() || self.expires_at.is_some_and(|t| t <= now)
+    }
 }
 
 /// A new binding as the bind request defines it.
@@ -258,6 +269,10 @@ pub enum OperationKind {
     Bind,
     /// Remove a binding.
     Unbind,
+    /// Remove an expired binding's credentials from the managed server, leaving the
+    /// binding for the platform to unbind. Never a binding's active operation and never
+    /// reported by `last_operation`: it neither blocks nor is blocked by the platform.
+    Revoke,
 }
 
 impl OperationKind {
@@ -269,6 +284,7 @@ impl OperationKind {
             Self::Deprovision => "deprovision",
             Self::Bind => "bind",
             Self::Unbind => "unbind",
+            Self::Revoke => "revoke",
         }
     }
 
@@ -278,13 +294,14 @@ impl OperationKind {
             "update" => Self::Update,
             "deprovision" => Self::Deprovision,
             "bind" => Self::Bind,
+            "revoke" => Self::Revoke,
             _ => Self::Unbind,
         }
     }
 
     /// True for operations on a binding.
     pub fn is_binding(self) -> bool {
-        matches!(self, Self::Bind | Self::Unbind)
+        matches!(self, Self::Bind | Self::Unbind | Self::Revoke)
     }
 }
 
@@ -295,7 +312,7 @@ pub struct NewOperation<'a> {
     pub operation_id: Uuid,
     /// The instance it concerns.
     pub instance_id: &'a str,
-    /// The binding it concerns (bind, unbind).
+    /// The binding it concerns (bind, unbind, revoke).
     pub binding_id: Option<&'a str>,
     /// What it does.
     pub kind: OperationKind,

@@ -159,7 +159,10 @@ impl Executor {
                 read.as_ref()
             }
         };
+        // A revocation whose binding was deleted or revoked meanwhile calls no backend.
+        let moot = op.kind == OperationKind::Revoke && self.revocation_is_moot(op).await?;
         let result = match self.resolve(op, instance) {
+            _ if moot => Ok(None),
             Ok(resolved) => {
                 let started = std::time::Instant::now();
                 let result = self.call_backend(op, token, &resolved, known).await;
@@ -339,7 +342,8 @@ impl Executor {
                     };
                     r.backend.update(&change).await.map(|()| None)
                 }
-                OperationKind::Bind | OperationKind::Unbind => {
+                // A revocation drops what an unbind drops: the binding's user.
+                OperationKind::Bind | OperationKind::Unbind | OperationKind::Revoke => {
                     let binding_id = op.binding_id.as_deref().unwrap_or_default();
                     let read;
                     let params = match known.binding_parameters {

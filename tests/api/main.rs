@@ -16,6 +16,7 @@ mod conformance_hi_bindings;
 mod conformance_jk_errors;
 mod durable_operations;
 mod edge;
+mod expiry;
 mod fencing;
 mod id_bounds;
 mod later_versions;

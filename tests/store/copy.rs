@@ -137,6 +137,50 @@ pub async fn populate(store: &Store) {
     let failing = provisioning(store, "i-failed").await;
     assert!(finish(store, failing, failed("Quota exceeded")).await);
 
+    // Expired bindings: one whose credentials were revoked, one whose revocation a
+    // worker holds.
+    ready(store, "i-expiry").await;
+    for binding_id in ["b-revoked", "b-expiring"] {
+        let op = inline("i-expiry", Some(binding_id), OperationKind::Bind);
+        let new = NewBinding {
+            expires_at: Some(now_micros() - chrono::Duration::seconds(1)),
+            ..binding(binding_id, "i-expiry", &empty)
+        };
+        store.insert_binding(&new, &op).await.unwrap();
+        let credentials = Some(sealed("primary", b"expired"));
+        assert!(finish(store, op.operation_id, Outcome::Succeeded { credentials }).await);
+        let revocations = store
+            .enqueue_revocations(1, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!(revocations, 1);
+        // Both claimed, so the copy's own claim below finds nothing due.
+        let revoke = store
+            .claim_next_operation("worker-1", Duration::from_secs(600))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(revoke.binding_id.as_deref(), Some(binding_id));
+        if binding_id == "b-revoked" {
+            let token = revoke.lease_token.unwrap();
+            assert!(
+                store
+                    .finish_operation(&revoke, token, &succeeded())
+                    .await
+                    .unwrap()
+            );
+        }
+    }
+    assert!(
+        store
+            .find_binding("b-revoked")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+
     let events: Vec<AuditEvent> = (0..5)
         .map(|n| AuditEvent {
             occurred_at: now_micros(),
@@ -157,8 +201,8 @@ pub async fn populate(store: &Store) {
 async fn copy_moves_every_record_to_the_other_kind_of_store(t: TestStore) {
     populate(&t.store).await;
     let source = everything(&t.store).await;
-    assert_eq!(source.instances.len(), 4);
-    assert_eq!(source.bindings.len(), 4);
+    assert_eq!(source.instances.len(), 5);
+    assert_eq!(source.bindings.len(), 6);
     assert_eq!(source.audit_events.len(), 5);
     let target = TestStore::unmigrated(t.kind.other()).await;
     assert!(!target.store.is_ready().await);
@@ -167,8 +211,8 @@ async fn copy_moves_every_record_to_the_other_kind_of_store(t: TestStore) {
     let copied = copy_state(&t.store, &target.store, 2).await.unwrap();
     let counts = t.store.count_rows().await.unwrap();
     assert_eq!(copied, counts);
-    assert_eq!(copied.instances, 4);
-    assert_eq!(copied.bindings, 4);
+    assert_eq!(copied.instances, 5);
+    assert_eq!(copied.bindings, 6);
     assert_eq!(copied.audit_events, 5);
     assert!(target.store.is_ready().await, "the target was migrated");
     assert_eq!(target.store.count_rows().await.unwrap(), counts);
@@ -207,7 +251,16 @@ async fn copy_moves_every_record_to_the_other_kind_of_store(t: TestStore) {
     );
     assert_eq!(
         s.credential_key_labels().await.unwrap(),
-        vec![("primary".to_owned(), 1)]
+        vec![("primary".to_owned(), 3)],
+        "b-ready's, and the expired bindings' (kept until they are unbound)"
+    );
+    assert!(
+        s.find_binding("b-revoked")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
     );
     // A tombstone copied is still revivable.
     let parameters = json!({});

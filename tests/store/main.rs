@@ -7,6 +7,7 @@ mod audit;
 mod bindings;
 mod copy;
 mod credentials;
+mod expiry;
 mod finish;
 mod instances;
 mod queue;

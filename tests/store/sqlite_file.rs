@@ -223,8 +223,8 @@ async fn migrate_store_command_copies_a_sqlite_file_into_postgres() {
     assert!(stdout.contains("to PostgreSQL"), "{stdout}");
     let operations = before.operations.len();
     for line in [
-        "instances:    4".to_owned(),
-        "bindings:     4".to_owned(),
+        "instances:    5".to_owned(),
+        "bindings:     6".to_owned(),
         format!("operations:   {operations}"),
         "audit events: 5".to_owned(),
     ] {

@@ -23,6 +23,7 @@ struct BindingRow {
     state: String,
     active_operation_id: Option<Uuid>,
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    revoked_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl From<BindingRow> for BindingRecord {
@@ -46,6 +47,7 @@ impl From<BindingRow> for BindingRecord {
             state: BindingState::parse(&r.state),
             active_operation_id: r.active_operation_id,
             expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
         }
     }
 }
@@ -79,7 +81,7 @@ impl PgStore {
                      bind_resource = excluded.bind_resource, context = excluded.context, \
                      state = 'creating', active_operation_id = excluded.active_operation_id, \
                      credentials = null, credentials_key = null, \
-                     expires_at = excluded.expires_at, \
+                     expires_at = excluded.expires_at, revoked_at = null, \
                      predecessor_binding_id = excluded.predecessor_binding_id, \
                      created_at = now(), updated_at = now(), deleted_at = null \
                  where service_binding.deleted_at is not null \
@@ -122,7 +124,7 @@ impl PgStore {
     ) -> Result<Option<BindingRecord>, sqlx::Error> {
         let row: Option<BindingRow> = sqlx::query_as(
             "select binding_id, instance_id, service_id, plan_id, parameters, app_guid, route, \
-                 credentials, credentials_key, state, active_operation_id, expires_at \
+                 credentials, credentials_key, state, active_operation_id, expires_at, revoked_at \
              from service_binding where binding_id = $1",
         )
         .bind(binding_id)

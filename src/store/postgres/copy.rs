@@ -49,6 +49,7 @@ struct BindingRow {
     deleted_at: Option<DateTime<Utc>>,
     expires_at: Option<DateTime<Utc>>,
     predecessor_binding_id: Option<String>,
+    revoked_at: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -186,7 +187,8 @@ impl PgStore {
         let rows: Vec<BindingRow> = sqlx::query_as(
             "select binding_id, instance_id, service_id, plan_id, parameters, app_guid, route, \
                  bind_resource, context, credentials, credentials_key, state, active_operation_id, \
-                 created_at, updated_at, deleted_at, expires_at, predecessor_binding_id \
+                 created_at, updated_at, deleted_at, expires_at, predecessor_binding_id, \
+                 revoked_at \
              from service_binding where ($1::text is null or binding_id > $1) \
              order by binding_id limit $2",
         )
@@ -220,6 +222,7 @@ impl PgStore {
                 deleted_at: r.deleted_at,
                 expires_at: r.expires_at,
                 predecessor_binding_id: r.predecessor_binding_id,
+                revoked_at: r.revoked_at,
             })
             .collect())
     }
@@ -232,9 +235,9 @@ impl PgStore {
                 "insert into service_binding (binding_id, instance_id, service_id, plan_id, \
                      parameters, app_guid, route, bind_resource, context, credentials, \
                      credentials_key, state, active_operation_id, created_at, updated_at, \
-                     deleted_at, expires_at, predecessor_binding_id) \
+                     deleted_at, expires_at, predecessor_binding_id, revoked_at) \
                  values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                     $16, $17, $18)",
+                     $16, $17, $18, $19)",
             )
             .bind(&r.binding_id)
             .bind(&r.instance_id)
@@ -254,6 +257,7 @@ impl PgStore {
             .bind(r.deleted_at)
             .bind(r.expires_at)
             .bind(&r.predecessor_binding_id)
+            .bind(r.revoked_at)
             .execute(&mut *tx)
             .await?;
         }

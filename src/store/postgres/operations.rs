@@ -431,6 +431,24 @@ macro_rules! on_binding {
     };
 }
 
+/// Closes the revocations still waiting or running for bindings that `$where` names
+/// and that this statement has just deleted: the delete removed their credentials, so
+/// the revocation has nothing left to do, and a running one stops at its next renewal
+/// instead of dropping the user of a binding revived under the same id later.
+macro_rules! revokes_moot {
+    ($where:literal) => {
+        concat!(
+            "revokes as (update operation set state = 'succeeded', \
+                 description = 'The binding was deleted, which removed its credentials.', \
+                 finished_at = now(), updated_at = now() \
+             where ",
+            $where,
+            " and kind = 'revoke' and state = 'in progress' \
+                 and exists (select 1 from finished))"
+        )
+    };
+}
+
 /// What a finished operation does to its instance or binding.
 fn effect_statement(kind: OperationKind, succeeded: bool) -> &'static str {
     match (kind, succeeded) {
@@ -451,16 +469,29 @@ fn effect_statement(kind: OperationKind, succeeded: bool) -> &'static str {
                  credentials = null, credentials_key = null, active_operation_id = null, \
                  updated_at = now() \
              where instance_id = $5 and deleted_at is null \
-                 and exists (select 1 from finished))"
+                 and exists (select 1 from finished))",
+            revokes_moot!("instance_id = $5")
         ),
         (OperationKind::Bind, true) => finish_with!(on_binding!(
             "state = 'ready', credentials = $8, credentials_key = $9"
         )),
         (OperationKind::Bind, false) => finish_with!(on_binding!("state = 'failed'")),
-        (OperationKind::Unbind, true) => finish_with!(on_binding!(
-            "state = 'deleted', deleted_at = now(), credentials = null, credentials_key = null"
-        )),
+        (OperationKind::Unbind, true) => finish_with!(
+            on_binding!(
+                "state = 'deleted', deleted_at = now(), credentials = null, credentials_key = null"
+            ),
+            revokes_moot!("binding_id = $6")
+        ),
         (OperationKind::Unbind, false) => finish_with!(on_binding!("state = state")),
+        // Not the binding's active operation: it only records that the credentials are
+        // gone, on a binding that is still live and not revived since (a revival
+        // clears `revoked_at` and the unbind before it closed this operation).
+        (OperationKind::Revoke, true) => finish_with!(
+            "binding as (update service_binding set revoked_at = now(), updated_at = now() \
+             where binding_id = $6 and deleted_at is null and revoked_at is null \
+                 and exists (select 1 from finished))"
+        ),
+        (OperationKind::Revoke, false) => finish_with!("unchanged as (select 1)"),
     }
 }
 
@@ -546,7 +577,7 @@ impl PgStore {
             "select ",
             operation_columns!(),
             " from operation \
-             where binding_id = $1 order by created_at desc limit 1"
+             where binding_id = $1 and kind <> 'revoke' order by created_at desc limit 1"
         ))
         .bind(binding_id)
         .fetch_optional(&self.pool)
@@ -556,6 +587,40 @@ impl PgStore {
 }
 
 impl PgStore {
+    /// Enqueues a `revoke` for up to `limit` bindings that are ready, past their
+    /// `expires_at`, not revoked, not being changed by the platform, without a
+    /// revocation already queued and without one that failed in the last minute (a
+    /// failure that retries cannot cure is tried again once a minute, not at every
+    /// sweep); oldest expiry first. The unique partial index
+    /// `operation_one_revoke` makes a concurrent sweep by another replica a no-op.
+    /// Returns how many were enqueued.
+    pub async fn enqueue_revocations(
+        &self,
+        limit: i64,
+        deadline: Duration,
+    ) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query(
+            "insert into operation (operation_id, instance_id, binding_id, kind, state, \
+                 request, deadline_at) \
+             select gen_random_uuid(), b.instance_id, b.binding_id, 'revoke', 'in progress', \
+                 '{}'::jsonb, now() + $2 \
+             from service_binding b \
+             where b.expires_at is not null and b.expires_at <= now() and b.revoked_at is null and b.deleted_at is null \
+                 and b.state = 'ready' and b.active_operation_id is null \
+                 and not exists (select 1 from operation o where o.binding_id = b.binding_id \
+                     and o.kind = 'revoke' and (o.state = 'in progress' \
+                         or (o.state = 'failed' and o.finished_at > now() - interval '1 minute'))) \
+             order by b.expires_at \
+             limit $1 \
+             on conflict do nothing",
+        )
+        .bind(limit)
+        .bind(deadline)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     /// Operations waiting or running, and the age in seconds of the oldest of them.
     pub async fn queue_stats(&self) -> Result<(i64, f64), sqlx::Error> {
         sqlx::query_as(

@@ -25,6 +25,7 @@ struct BindingRow {
     state: String,
     active_operation_id: Option<Hyphenated>,
     expires_at: Option<i64>,
+    revoked_at: Option<i64>,
 }
 
 impl TryFrom<BindingRow> for BindingRecord {
@@ -43,6 +44,7 @@ impl TryFrom<BindingRow> for BindingRecord {
             state: BindingState::parse(&r.state),
             active_operation_id: r.active_operation_id.map(Hyphenated::into_uuid),
             expires_at: optional_time(r.expires_at)?,
+            revoked_at: optional_time(r.revoked_at)?,
         })
     }
 }
@@ -96,7 +98,7 @@ impl SqliteStore {
                  bind_resource = excluded.bind_resource, context = excluded.context, \
                  state = 'creating', active_operation_id = excluded.active_operation_id, \
                  credentials = null, credentials_key = null, \
-                 expires_at = excluded.expires_at, \
+                 expires_at = excluded.expires_at, revoked_at = null, \
                  predecessor_binding_id = excluded.predecessor_binding_id, \
                  created_at = excluded.created_at, updated_at = excluded.updated_at, \
                  deleted_at = null \
@@ -138,7 +140,7 @@ impl SqliteStore {
     ) -> Result<Option<BindingRecord>, sqlx::Error> {
         let row: Option<BindingRow> = sqlx::query_as(
             "select binding_id, instance_id, service_id, plan_id, parameters, app_guid, route, \
-                 credentials, credentials_key, state, active_operation_id, expires_at \
+                 credentials, credentials_key, state, active_operation_id, expires_at, revoked_at \
              from service_binding where binding_id = ?1",
         )
         .bind(binding_id)

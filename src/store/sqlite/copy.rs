@@ -75,6 +75,7 @@ struct BindingRow {
     deleted_at: Option<i64>,
     expires_at: Option<i64>,
     predecessor_binding_id: Option<String>,
+    revoked_at: Option<i64>,
 }
 
 impl TryFrom<BindingRow> for ExportedBinding {
@@ -99,6 +100,7 @@ impl TryFrom<BindingRow> for ExportedBinding {
             deleted_at: optional_time(r.deleted_at)?,
             expires_at: optional_time(r.expires_at)?,
             predecessor_binding_id: r.predecessor_binding_id,
+            revoked_at: optional_time(r.revoked_at)?,
         })
     }
 }
@@ -273,7 +275,8 @@ impl SqliteStore {
         let rows: Vec<BindingRow> = sqlx::query_as(
             "select binding_id, instance_id, service_id, plan_id, parameters, app_guid, route, \
                  bind_resource, context, credentials, credentials_key, state, active_operation_id, \
-                 created_at, updated_at, deleted_at, expires_at, predecessor_binding_id \
+                 created_at, updated_at, deleted_at, expires_at, predecessor_binding_id, \
+                 revoked_at \
              from service_binding where (?1 is null or binding_id > ?1) \
              order by binding_id limit ?2",
         )
@@ -292,9 +295,9 @@ impl SqliteStore {
                 "insert into service_binding (binding_id, instance_id, service_id, plan_id, \
                      parameters, app_guid, route, bind_resource, context, credentials, \
                      credentials_key, state, active_operation_id, created_at, updated_at, \
-                     deleted_at, expires_at, predecessor_binding_id) \
+                     deleted_at, expires_at, predecessor_binding_id, revoked_at) \
                  values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                     ?16, ?17, ?18)",
+                     ?16, ?17, ?18, ?19)",
             )
             .bind(&r.binding_id)
             .bind(&r.instance_id)
@@ -314,6 +317,7 @@ impl SqliteStore {
             .bind(r.deleted_at.map(micros))
             .bind(r.expires_at.map(micros))
             .bind(&r.predecessor_binding_id)
+            .bind(r.revoked_at.map(micros))
             .execute(&mut *tx)
             .await?;
         }

@@ -141,7 +141,8 @@ impl SqliteStore {
     ) -> Result<Option<OperationRecord>, sqlx::Error> {
         let row: Option<OperationRow> = sqlx::query_as(&format!(
             "select {OPERATION_COLUMNS} from operation \
-             where binding_id = ?1 order by created_at desc, rowid desc limit 1"
+             where binding_id = ?1 and kind <> 'revoke' \
+             order by created_at desc, rowid desc limit 1"
         ))
         .bind(binding_id)
         .fetch_optional(self.reader())
@@ -418,6 +419,7 @@ async fn apply_effect(
             .bind(now)
             .execute(&mut **tx)
             .await?;
+            revokes_moot(tx, "instance_id = ?1", &op.instance_id, now).await?;
         }
         (OperationKind::Bind, true) => {
             let sealed = match outcome {
@@ -448,11 +450,52 @@ async fn apply_effect(
                 "state = 'deleted', deleted_at = ?3, credentials = null, credentials_key = null",
             )
             .await?;
+            if let Some(binding_id) = &op.binding_id {
+                revokes_moot(tx, "binding_id = ?1", binding_id, now).await?;
+            }
         }
         (OperationKind::Unbind, false) => {
             binding_update(tx, op, now, "state = state").await?;
         }
+        // Not the binding's active operation: it only records that the credentials are
+        // gone, on a binding that is still live and not revived since (a revival
+        // clears `revoked_at` and the unbind before it closed this operation).
+        (OperationKind::Revoke, true) => {
+            sqlx::query(
+                "update service_binding set revoked_at = ?2, updated_at = ?2 \
+                 where binding_id = ?1 and deleted_at is null and revoked_at is null",
+            )
+            .bind(&op.binding_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        (OperationKind::Revoke, false) => {}
     }
+    Ok(())
+}
+
+/// Closes the revocations still waiting or running for the bindings that `filter`
+/// (one of the fixed conditions above, `?1` its value) names, which the transaction
+/// has just deleted: the delete removed their credentials, so the revocation has
+/// nothing left to do, and a running one stops at its next renewal instead of dropping
+/// the user of a binding revived under the same id later.
+async fn revokes_moot(
+    tx: &mut Transaction<'_, Sqlite>,
+    filter: &'static str,
+    value: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "update operation set state = 'succeeded', \
+             description = 'The binding was deleted, which removed its credentials.', \
+             finished_at = ?2, updated_at = ?2 \
+         where {filter} and kind = 'revoke' and state = 'in progress'"
+    ))
+    .bind(value)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -597,6 +640,54 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// Enqueues a `revoke` for up to `limit` bindings that are ready, past their
+    /// `expires_at`, not revoked, not being changed by the platform, without a
+    /// revocation already queued and without one that failed in the last minute;
+    /// oldest expiry first. One writer transaction; the
+    /// unique partial index `operation_one_revoke` keeps it idempotent all the same.
+    /// Returns how many were enqueued.
+    pub async fn enqueue_revocations(
+        &self,
+        limit: i64,
+        deadline: Duration,
+    ) -> Result<u64, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let now = now();
+        let due: Vec<(String, String)> = sqlx::query_as(
+            "select b.binding_id, b.instance_id from service_binding b \
+             where b.expires_at is not null and b.expires_at <= ?1 and b.revoked_at is null \
+                 and b.deleted_at is null and b.state = 'ready' \
+                 and b.active_operation_id is null \
+                 and not exists (select 1 from operation o where o.binding_id = b.binding_id \
+                     and o.kind = 'revoke' and (o.state = 'in progress' \
+                         or (o.state = 'failed' and o.finished_at > ?1 - 60000000))) \
+             order by b.expires_at limit ?2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut enqueued = 0;
+        for (binding_id, instance_id) in &due {
+            enqueued += sqlx::query(
+                "insert into operation (operation_id, instance_id, binding_id, kind, state, \
+                     request, deadline_at, next_attempt_at, created_at, updated_at) \
+                 values (?1, ?2, ?3, 'revoke', 'in progress', '{}', ?4, ?5, ?5, ?5) \
+                 on conflict do nothing",
+            )
+            .bind(id(Uuid::new_v4()))
+            .bind(instance_id)
+            .bind(binding_id)
+            .bind(plus(now, deadline))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(enqueued)
+    }
+
     /// Operations waiting or running, and the age in seconds of the oldest of them.
     pub async fn queue_stats(&self) -> Result<(i64, f64), sqlx::Error> {
         let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
