@@ -163,11 +163,20 @@ impl<I: AsyncRead + Unpin> AsyncRead for Connection<I> {
             }
             None => (activity.idle_since + this.timeouts.idle, false),
         };
-        if this.timer.deadline() != deadline {
+        // Moving a timer costs a timer-wheel update, and the idle deadline moves later
+        // with every request: the timer is only ever moved earlier, and when it fires
+        // before the real deadline it is armed again for that deadline.
+        if deadline < this.timer.deadline() {
             this.timer.as_mut().reset(deadline);
         }
-        if this.timer.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
+        loop {
+            if this.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            this.timer.as_mut().reset(deadline);
         }
         if waiting_for_head {
             Poll::Ready(Err(io::Error::new(
@@ -188,7 +197,10 @@ impl<I: AsyncWrite + AsyncRead + Unpin> AsyncWrite for Connection<I> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        // hyper's automatic answer is a bare head: a buffer ending in a body (every
+        // answer of bindery's own) is passed on without a look.
         if this.replacement.is_none()
+            && buf.ends_with(b"\r\n\r\n")
             && !this.activity.get().busy
             && let Some(replacement) = replace_automatic_error(buf)
         {
