@@ -147,7 +147,7 @@ k8s_go_build() { # source dir, output dir
   done
   (
     cd "$src/.go/src/k8s.io/kubernetes" &&
-      PATH=$K8S_GO:$PATH GOPATH=$src/.go GO111MODULE=off CGO_ENABLED=0 GOFLAGS= \
+      PATH=$K8S_GO:$PATH GOPATH=$src/.go GO111MODULE=off CGO_ENABLED=0 GOFLAGS='' \
         go build -p "${K8S_BUILD_JOBS:-2}" -o "$out/" -ldflags "$ldflags" \
         ./cmd/kube-apiserver ./cmd/kube-controller-manager
   )
@@ -238,8 +238,8 @@ k8s_build() {
 # Sets k8s_port to a loopback port nothing listens on, outside the kernel's ephemeral
 # range, and not one of those already handed out by this start.
 k8s_free_port() {
-  local p i
-  for i in $(seq 200); do
+  local p
+  for _ in $(seq 200); do
     p=$((20000 + RANDOM % 12000))
     [[ " ${k8s_taken_ports:-} " == *" $p "* ]] && continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
@@ -264,10 +264,10 @@ k8s_alive() { # dir, name
 k8s_spawn() { # dir, name, args...
   local dir=$1 name=$2
   shift 2
+  # shellcheck disable=SC2016 # expanded by the inner bash
   setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$dir/run/$name.pid" "$K8S_BIN/$name" "$@" \
     </dev/null >>"$dir/logs/$name.log" 2>&1 &
-  local i
-  for i in $(seq 50); do
+  for _ in $(seq 50); do
     [[ -s $dir/run/$name.pid ]] && return 0
     sleep 0.02
   done
@@ -453,13 +453,13 @@ k8s_export() { # dir
 
 # Stops DIR's servers (controller-manager, apiserver, etcd), TERM then KILL after 10 s.
 k8s_stop() { # dir
-  local dir=${1:?usage: k8s_stop DIR} name pid i
+  local dir=${1:?usage: k8s_stop DIR} name pid
   [[ -d $dir/run ]] || return 0
   for name in kube-controller-manager kube-apiserver etcd; do
     if k8s_alive "$dir" "$name"; then
       pid=$(cat "$dir/run/$name.pid")
       kill -TERM "$pid" 2>/dev/null || true
-      for i in $(seq 100); do
+      for _ in $(seq 100); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
       done
