@@ -196,6 +196,12 @@ check "broker: url, authInfo.basic.secretRef, relistBehavior and relistDuration 
   and .spec.relistBehavior == "Duration" and .spec.relistDuration == "15m0s"'
 check "broker: relistRequests defaulted to 0 by the schema" jqt '.spec.relistRequests == 0'
 broker_generation=$(jq -r .metadata.generation <<<"$body" 2>/dev/null || echo 0)
+check "create a broker with only spec.url" expect 201 POST "$SC/clusterservicebrokers" \
+  '{"apiVersion": "servicecatalog.k8s.io/v1beta1", "kind": "ClusterServiceBroker", "metadata": {"name": "minimal"},
+    "spec": {"url": "https://broker.example"}}'
+check "  (relistBehavior defaulted to Duration, relistRequests to 0)" jqt '
+  .spec == {"url": "https://broker.example", "relistBehavior": "Duration", "relistRequests": 0}'
+check "delete the broker minimal" expect 200 DELETE "$SC/clusterservicebrokers/minimal"
 api GET "$SC/namespaces/shop/serviceinstances/orders-db"
 check "instance: class and plan external names, free-form parameters kept" jqt '
   .spec.clusterServiceClassExternalName == "postgresql" and .spec.clusterServicePlanExternalName == "small"
