@@ -23,6 +23,7 @@ store_tests!(
     a_superseded_run_that_gives_its_claim_back_lets_the_delete_run_at_once,
     a_second_claim_by_the_same_process_fences_the_first,
     a_lease_of_a_process_known_to_be_gone_is_taken_over_at_once,
+    at_start_up_a_sqlite_store_frees_the_leases_of_the_process_before,
     queue_stats_count_operations_in_progress,
 );
 
@@ -650,6 +651,24 @@ async fn a_lease_of_a_process_known_to_be_gone_is_taken_over_at_once(t: TestStor
         .unwrap()
         .expect("a stopped process's operation is taken over");
     assert_eq!(taken.instance_id, "i-alive");
+}
+
+/// One process per SQLite file (its lock file): at start-up whatever a lease names is a
+/// process that is gone. PostgreSQL may have live replicas, so nothing is freed there.
+async fn at_start_up_a_sqlite_store_frees_the_leases_of_the_process_before(t: TestStore) {
+    let store = &t.store;
+    queued_provision(store, "i-1").await;
+    store
+        .claim_next_operation("killed", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    store.release_orphaned_leases().await.unwrap();
+    let claimed = store.claim_next_operation("next", LEASE).await.unwrap();
+    match t.kind {
+        Kind::Sqlite => assert!(claimed.is_some(), "the dead process's lease is free"),
+        Kind::Postgres => assert!(claimed.is_none(), "another replica may hold it"),
+    }
 }
 
 async fn queue_stats_count_operations_in_progress(t: TestStore) {
