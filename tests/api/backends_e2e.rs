@@ -3,8 +3,6 @@
 //! backend work. (What the credentials can and cannot do is proven per backend in
 //! tests/<kind>_backend.rs.)
 
-use bindery::config::Settings;
-use bindery::startup::builtin_backends;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -19,19 +17,7 @@ async fn spawn() -> TestApp {
         ("BINDERY_RABBITMQ_API_URL", "http://127.0.0.1:15672"),
         ("BINDERY_RABBITMQ_NAME_PREFIX", "bdhttp"),
     ];
-    let settings = Settings::load_from(None, |n| {
-        env.iter()
-            .find(|(k, _)| *k == n)
-            .map(|(_, v)| (*v).to_owned())
-    })
-    .unwrap();
-    TestApp::spawn_with(Spawn {
-        catalog: std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"))
-            .unwrap(),
-        registry: Some(builtin_backends(&settings).unwrap()),
-        ..Spawn::default()
-    })
-    .await
+    spawn_shipped_with(&env).await
 }
 
 async fn lifecycle(app: &TestApp, service: &str, plan: &str, keys: &[&str]) {

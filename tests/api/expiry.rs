@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use bindery::config::Settings;
-use bindery::startup::builtin_backends;
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -154,14 +152,7 @@ async fn spawn() -> TestApp {
         ("BINDERY_RABBITMQ_API_URL", "http://127.0.0.1:15672"),
         ("BINDERY_RABBITMQ_NAME_PREFIX", "bdexp"),
     ];
-    let settings = Settings::load_from(None, |n| {
-        env.iter()
-            .find(|(k, _)| *k == n)
-            .map(|(_, v)| (*v).to_owned())
-    })
-    .unwrap();
-    let mut catalog =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml")).unwrap();
+    let mut catalog = shipped_catalog();
     for kind in [Kind::Postgres, Kind::MariaDb, Kind::Redis, Kind::RabbitMq] {
         let plan_line = format!("      - id: {}\n", kind.service_and_plan().1);
         assert!(catalog.contains(&plan_line), "{kind:?}'s plan is shipped");
@@ -172,7 +163,7 @@ async fn spawn() -> TestApp {
     }
     TestApp::spawn_with(Spawn {
         catalog,
-        registry: Some(builtin_backends(&settings).unwrap()),
+        registry: Some(builtin_registry(&env)),
         ..Spawn::default()
     })
     .await

@@ -8,8 +8,6 @@
 
 use std::time::Duration;
 
-use bindery::config::Settings;
-use bindery::startup::builtin_backends;
 use reqwest::{Method, StatusCode};
 
 use crate::helpers::*;
@@ -28,17 +26,9 @@ async fn binds_rerun_after_a_state_outage_while_redis_was_frozen_store_working_c
         ("BINDERY_REDIS_ADMIN_URL", admin_url.as_str()),
         ("BINDERY_REDIS_NAME_PREFIX", "bdfence"),
     ];
-    let settings = Settings::load_from(None, |n| {
-        backends
-            .iter()
-            .find(|(k, _)| *k == n)
-            .map(|(_, v)| (*v).to_owned())
-    })
-    .unwrap();
     let mut app = TestApp::spawn_with(Spawn {
-        catalog: std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"))
-            .unwrap(),
-        registry: Some(builtin_backends(&settings).unwrap()),
+        catalog: shipped_catalog(),
+        registry: Some(builtin_registry(&backends)),
         env: vec![
             ("DATABASE_URL".into(), cluster.url("bindery_fencing")),
             ("BINDERY_LEASE_SECONDS".into(), "3".into()),

@@ -452,3 +452,30 @@ fn init_logging() {
         }
     });
 }
+
+/// The shipped `catalog.yaml`, as the binary serves it.
+pub fn shipped_catalog() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml")).unwrap()
+}
+
+/// The built-in backends as `bindery serve` registers them, configured by the
+/// (variable, value) pairs of `env` alone.
+pub fn builtin_registry(env: &[(&str, &str)]) -> BackendRegistry {
+    let settings = Settings::load_from(None, |name| {
+        env.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap();
+    bindery::startup::builtin_backends(&settings).unwrap()
+}
+
+/// A broker on the shipped catalog with the built-in backends `env` configures.
+pub async fn spawn_shipped_with(env: &[(&str, &str)]) -> TestApp {
+    TestApp::spawn_with(Spawn {
+        catalog: shipped_catalog(),
+        registry: Some(builtin_registry(env)),
+        ..Spawn::default()
+    })
+    .await
+}

@@ -2,8 +2,6 @@
 //! what a platform does, checked on the server it provisions on.
 
 use bindery::backends::sql_ident::InstanceNames;
-use bindery::config::Settings;
-use bindery::startup::builtin_backends;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
@@ -22,21 +20,11 @@ fn admin_url() -> String {
 async fn spawn() -> TestApp {
     // The registry the shipped binary builds, with only PostgreSQL configured: the other
     // services of the shipped catalog are then left out, as on a machine without them.
-    let env = [
-        ("BINDERY_POSTGRES_ADMIN_URL", admin_url()),
-        ("BINDERY_POSTGRES_NAME_PREFIX", PREFIX.to_owned()),
-    ];
-    let settings = Settings::load_from(None, |name| {
-        env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    let registry = builtin_backends(&settings).unwrap();
-    TestApp::spawn_with(Spawn {
-        catalog: std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"))
-            .unwrap(),
-        registry: Some(registry),
-        ..Spawn::default()
-    })
+    let admin = admin_url();
+    spawn_shipped_with(&[
+        ("BINDERY_POSTGRES_ADMIN_URL", &admin),
+        ("BINDERY_POSTGRES_NAME_PREFIX", PREFIX),
+    ])
     .await
 }
 

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use bindery::config::Settings;
-use bindery::startup::{Application, builtin_backends};
+use bindery::startup::Application;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -42,23 +42,13 @@ async fn no_secret_appears_in_logs_database_or_responses_at_the_most_verbose_lev
         .with_writer(logs.clone())
         .try_init()
         .expect("each test runs in its own process under nextest");
-    let env = [
+    let app = spawn_shipped_with(&[
         (
             "BINDERY_POSTGRES_ADMIN_URL",
-            "postgres://postgres@127.0.0.1:5432/postgres".to_owned(),
+            "postgres://postgres@127.0.0.1:5432/postgres",
         ),
-        ("BINDERY_POSTGRES_NAME_PREFIX", "bdleak".to_owned()),
-    ];
-    let settings = Settings::load_from(None, |n| {
-        env.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    let app = TestApp::spawn_with(Spawn {
-        catalog: std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"))
-            .unwrap(),
-        registry: Some(builtin_backends(&settings).unwrap()),
-        ..Spawn::default()
-    })
+        ("BINDERY_POSTGRES_NAME_PREFIX", "bdleak"),
+    ])
     .await;
     let (service, plan) = (
         "6f0a9d4e-2c1b-4d8e-9a57-0b3e1c2d4f60",

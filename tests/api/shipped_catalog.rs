@@ -1,8 +1,6 @@
 //! The shipped `catalog.yaml` as platforms see it, with every built-in backend
 //! configured (the backends connect lazily, so no managed server is needed to serve it).
 
-use bindery::config::Settings;
-use bindery::startup::builtin_backends;
 use reqwest::StatusCode;
 
 use crate::helpers::*;
@@ -18,19 +16,7 @@ pub async fn spawn_shipped() -> TestApp {
         ("BINDERY_REDIS_ADMIN_URL", "redis://127.0.0.1:6379"),
         ("BINDERY_RABBITMQ_API_URL", "http://127.0.0.1:15672"),
     ];
-    let settings = Settings::load_from(None, |n| {
-        env.iter()
-            .find(|(k, _)| *k == n)
-            .map(|(_, v)| (*v).to_owned())
-    })
-    .unwrap();
-    TestApp::spawn_with(Spawn {
-        catalog: std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"))
-            .unwrap(),
-        registry: Some(builtin_backends(&settings).unwrap()),
-        ..Spawn::default()
-    })
-    .await
+    spawn_shipped_with(&env).await
 }
 
 #[tokio::test]

@@ -1,8 +1,6 @@
 //! Synchronous requests that fail: the answer says what the platform should do, and
 //! nothing left behind refuses the platform's corrected retry (issue 19).
 
-use bindery::config::Settings;
-use bindery::startup::builtin_backends;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -72,19 +70,7 @@ async fn a_failed_synchronous_provision_or_bind_accepts_the_corrected_retry() {
 async fn an_unreachable_server_on_a_synchronous_provision_does_not_promise_a_retry() {
     // Redis on a port where nothing listens.
     let env = [("BINDERY_REDIS_ADMIN_URL", "redis://127.0.0.1:1")];
-    let settings = Settings::load_from(None, |n| {
-        env.iter()
-            .find(|(k, _)| *k == n)
-            .map(|(_, v)| (*v).to_owned())
-    })
-    .unwrap();
-    let app = TestApp::spawn_with(Spawn {
-        catalog: std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.yaml"))
-            .unwrap(),
-        registry: Some(builtin_backends(&settings).unwrap()),
-        ..Spawn::default()
-    })
-    .await;
+    let app = spawn_shipped_with(&env).await;
     let (service, plan) = (
         "4c6e8a20-1b3d-4f59-9e72-8d0a6c4b2e50",
         "7f3b9d52-4e6a-4c18-b2d5-1a8e0f6c3d91",
