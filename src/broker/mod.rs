@@ -317,8 +317,10 @@ impl Broker {
                 op.kind,
                 false,
             ))),
+            // The run lost its claim: a delete superseded it, or another broker process
+            // took the operation over (this one looked dead) and finishes it.
             Execution::Retrying(_) | Execution::LeaseLost => Err(BrokerError::BackendFailed(
-                "The operation was cancelled because the resource is being deleted.".to_owned(),
+                "This request's work was stopped: the resource is being deleted, or another broker process took the operation over. Send the request again to get its outcome.".to_owned(),
             )),
         }
     }
