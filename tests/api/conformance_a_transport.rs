@@ -1,4 +1,6 @@
-//! Checklist A: transport, headers, authentication (osb-spec.md §12.A).
+//! Group A: transport, headers, authentication. OSB spec (`spec.md`): "Headers" ("API
+//! Version Header", "Originating Identity"), "Platform to Service Broker Authentication",
+//! "URL Properties", "Vendor Extension Fields" (unknown fields are ignored).
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;

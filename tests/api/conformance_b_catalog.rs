@@ -1,6 +1,6 @@
-//! Checklist B: the catalog (osb-spec.md §12.B), plus Kubernetes Service Catalog's
-//! rules. The served catalog is checked against each rule, and the loader is shown
-//! to refuse a catalog that breaks it, naming the path.
+//! Group B: the catalog (OSB spec, `spec.md`: "Catalog Management"), plus Kubernetes
+//! Service Catalog's rules. The served catalog is checked against each rule, and the loader
+//! is shown to refuse a catalog that breaks it, naming the path.
 
 use std::sync::Arc;
 

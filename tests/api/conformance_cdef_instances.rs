@@ -1,4 +1,6 @@
-//! Checklists C (sync/async), D (provision), E (update) and F (deprovision).
+//! Groups C (sync/async), D (provision), E (update) and F (deprovision). OSB spec
+//! (`spec.md`): "Synchronous and Asynchronous Operations", "Blocking Operations",
+//! "Provisioning", "Updating a Service Instance", "Deprovisioning".
 
 use reqwest::StatusCode;
 use serde_json::json;

@@ -1,4 +1,5 @@
-//! Checklist G: `GET /v2/service_instances/:id/last_operation`.
+//! Group G: `GET /v2/service_instances/:id/last_operation`. OSB spec (`spec.md`):
+//! "Polling Last Operation for Service Instances".
 
 use reqwest::StatusCode;
 use serde_json::json;

@@ -1,4 +1,4 @@
-//! Checklists H (bind) and I (unbind).
+//! Groups H (bind) and I (unbind). OSB spec (`spec.md`): "Binding", "Unbinding".
 
 use reqwest::StatusCode;
 use serde_json::json;

@@ -1,4 +1,7 @@
-//! Checklists J (errors and orphans) and K (forward-compatible extras).
+//! Groups J (errors and orphans) and K (extras a broker serving OSB 2.14+ platforms
+//! should have). OSB spec (`spec.md`): "Service Broker Errors", "Orphan Mitigation"
+//! ("Orphans" in 2.13), "Content Type", "Request Identity", "Polling Last Operation for
+//! Service Instances".
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;

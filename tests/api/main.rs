@@ -1,7 +1,13 @@
 //! The HTTP integration suite: one binary, one module per area. Every test gets its
 //! own bindery database on the local PostgreSQL and its own broker on port 0.
-//! Conformance tests are named after the item of the OSB 2.13 checklist in
-//! `osb-spec.md` §12 they prove (`a03_...` is item A.3).
+//! Conformance tests (the `conformance_*` modules) are named `<group><number>_<rule>`: the
+//! rest of the name states the rule the test proves; the letter is its group (A transport,
+//! headers and authentication; B catalog; C synchronous and asynchronous operations;
+//! D provision; E update; F deprovision; G last operation; H bind; I unbind; J errors and
+//! orphans; K forward-compatible extras from OSB 2.14 on), and the number orders the rules
+//! through the groups (`a03_...` is rule 3, in group A). Each module names the sections of
+//! the public OSB specification (`spec.md` in openservicebrokerapi/servicebroker) that set
+//! its rules.
 
 mod helpers;
 mod support;
