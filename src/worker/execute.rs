@@ -164,20 +164,8 @@ impl Executor {
         let result = match self.resolve(op, instance) {
             _ if moot => Ok(None),
             Ok(resolved) => {
-                let started = std::time::Instant::now();
-                let result = self.call_backend(op, token, &resolved, known).await;
-                let kind = resolved.backend_kind.clone();
-                metrics::histogram!("bindery_backend_call_duration_seconds", "backend" => kind.clone(), "action" => op.kind.as_str())
-                    .record(started.elapsed().as_secs_f64());
-                if let Err(e) = &result {
-                    let error = match e {
-                        BackendError::Unavailable(_) => "unavailable",
-                        BackendError::Failed(_) => "failed",
-                    };
-                    metrics::counter!("bindery_backend_errors_total", "backend" => kind, "action" => op.kind.as_str(), "error" => error)
-                        .increment(1);
-                }
-                result
+                self.call_backend_measured(op, token, &resolved, known)
+                    .await
             }
             Err(description) => Err(BackendError::Failed(description)),
         };
@@ -312,6 +300,30 @@ impl Executor {
             backend_settings,
             backend,
         })
+    }
+
+    /// Calls the backend, recording how long it took and how it failed.
+    async fn call_backend_measured(
+        &self,
+        op: &OperationRecord,
+        token: uuid::Uuid,
+        resolved: &Resolved<'_>,
+        known: Known<'_>,
+    ) -> Result<Option<Credentials>, BackendError> {
+        let started = std::time::Instant::now();
+        let result = self.call_backend(op, token, resolved, known).await;
+        let kind = resolved.backend_kind.clone();
+        metrics::histogram!("bindery_backend_call_duration_seconds", "backend" => kind.clone(), "action" => op.kind.as_str())
+            .record(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            let error = match e {
+                BackendError::Unavailable(_) => "unavailable",
+                BackendError::Failed(_) => "failed",
+            };
+            metrics::counter!("bindery_backend_errors_total", "backend" => kind, "action" => op.kind.as_str(), "error" => error)
+                .increment(1);
+        }
+        result
     }
 
     async fn call_backend(
