@@ -26,10 +26,7 @@ impl Store {
     ) -> Result<Option<BindingRecord>, sqlx::Error> {
         let statement =
             format!("select {BINDING_COLUMNS} from service_binding where binding_id = $1");
-        let row: Option<BindingRow> = dispatch!(self, s => sqlx::query_as(&statement)
-            .bind(binding_id)
-            .fetch_optional(s.reader())
-            .await?);
+        let row: Option<BindingRow> = self.row_by(&statement, binding_id).await?;
         Ok(row.map(Into::into))
     }
 

@@ -67,10 +67,7 @@ impl Store {
     ) -> Result<Option<InstanceRecord>, sqlx::Error> {
         let statement =
             format!("select {INSTANCE_COLUMNS} from service_instance where instance_id = $1");
-        let row: Option<InstanceRow> = dispatch!(self, s => sqlx::query_as(&statement)
-            .bind(instance_id)
-            .fetch_optional(s.reader())
-            .await?);
+        let row: Option<InstanceRow> = self.row_by(&statement, instance_id).await?;
         Ok(row.map(Into::into))
     }
 

@@ -34,6 +34,9 @@ pub mod sqlite;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use sqlx::FromRow;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
 
 pub use model::{
     AuditEvent, BindingInsert, BindingRecord, BindingState, ClaimedOperation, InstanceRecord,
@@ -158,6 +161,17 @@ impl Store {
             return Ok(());
         }
         dispatch!(self, s => s.record_audit_events(events).await)
+    }
+}
+
+/// Reads by one text key, for the methods in this module's files.
+impl Store {
+    /// The row `statement` reads with `key` as `$1`, if there is one.
+    async fn row_by<R>(&self, statement: &str, key: &str) -> Result<Option<R>, sqlx::Error>
+    where
+        R: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        dispatch!(self, s => sqlx::query_as(statement).bind(key).fetch_optional(s.reader()).await)
     }
 }
 

@@ -53,13 +53,12 @@ impl Store {
         filter: &'static str,
         id: &str,
     ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        let row: Option<OperationRow> = dispatch!(self, s => sqlx::query_as(&format!(
-            "select {OPERATION_COLUMNS} from operation where {filter} order by {} limit 1",
-            s.newest_first()
-        ))
-        .bind(id)
-        .fetch_optional(s.reader())
-        .await?);
+        let newest_first = dispatch!(self, s => s.newest_first());
+        let statement = format!(
+            "select {OPERATION_COLUMNS} from operation where {filter} \
+             order by {newest_first} limit 1"
+        );
+        let row: Option<OperationRow> = self.row_by(&statement, id).await?;
         Ok(row.map(Into::into))
     }
 

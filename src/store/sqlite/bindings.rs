@@ -1,7 +1,7 @@
 //! Service binding statements in SQLite's own SQL: create (or revive a tombstone),
 //! claim for an operation, and reseal credentials.
 
-use super::operations::insert_operation;
+use super::operations::register_if;
 use super::{SqliteStore, id, json, json_list, now};
 use crate::store::{BindingInsert, BindingState, NewBinding, NewOperation, SealedCredentials};
 
@@ -27,7 +27,7 @@ impl SqliteStore {
             tx.rollback().await?;
             return Ok(BindingInsert::InstanceUnavailable);
         }
-        let inserted = sqlx::query(
+        let gated = sqlx::query(
             "insert into service_binding (binding_id, instance_id, service_id, plan_id, parameters, \
                  app_guid, route, bind_resource, context, state, active_operation_id, \
                  expires_at, predecessor_binding_id, created_at, updated_at) \
@@ -63,15 +63,12 @@ impl SqliteStore {
         .bind(now)
         .execute(&mut *tx)
         .await?
-        .rows_affected()
-            == 1;
-        if !inserted {
-            tx.rollback().await?;
-            return Ok(BindingInsert::Exists);
-        }
-        insert_operation(&mut tx, operation, now).await?;
-        tx.commit().await?;
-        Ok(BindingInsert::Inserted)
+        .rows_affected();
+        Ok(if register_if(tx, gated, operation, now).await? {
+            BindingInsert::Inserted
+        } else {
+            BindingInsert::Exists
+        })
     }
 
     /// One writer transaction: the update, then the operation.
@@ -84,7 +81,7 @@ impl SqliteStore {
     ) -> Result<bool, sqlx::Error> {
         let mut tx = self.begin().await?;
         let now = now();
-        let claimed = sqlx::query(
+        let gated = sqlx::query(
             "update service_binding set active_operation_id = ?2, \
                  state = coalesce(?4, state), updated_at = ?5 \
              where binding_id = ?1 and deleted_at is null and active_operation_id is null \
@@ -97,15 +94,8 @@ impl SqliteStore {
         .bind(now)
         .execute(&mut *tx)
         .await?
-        .rows_affected()
-            == 1;
-        if !claimed {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        insert_operation(&mut tx, operation, now).await?;
-        tx.commit().await?;
-        Ok(true)
+        .rows_affected();
+        register_if(tx, gated, operation, now).await
     }
 
     /// Only while the credentials are sealed by `old_label`.

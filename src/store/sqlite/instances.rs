@@ -1,7 +1,7 @@
 //! Service instance statements in SQLite's own SQL: create (or revive a tombstone) and
 //! claim for an operation.
 
-use super::operations::insert_operation;
+use super::operations::register_if;
 use super::{SqliteStore, id, json, json_list, now};
 use crate::store::{InstanceState, NewInstance, NewOperation};
 
@@ -14,7 +14,7 @@ impl SqliteStore {
     ) -> Result<bool, sqlx::Error> {
         let mut tx = self.begin().await?;
         let now = now();
-        let inserted = sqlx::query(
+        let gated = sqlx::query(
             "insert into service_instance (instance_id, service_id, plan_id, parameters, \
                  organization_guid, space_guid, context, dashboard_url, state, active_operation_id, \
                  maintenance_version, created_at, updated_at, backend_kind) \
@@ -47,15 +47,8 @@ impl SqliteStore {
         .bind(new.backend_kind)
         .execute(&mut *tx)
         .await?
-        .rows_affected()
-            == 1;
-        if !inserted {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        insert_operation(&mut tx, operation, now).await?;
-        tx.commit().await?;
-        Ok(true)
+        .rows_affected();
+        register_if(tx, gated, operation, now).await
     }
 
     /// One statement checks all three conditions; the writer runs one transaction at a
@@ -69,7 +62,7 @@ impl SqliteStore {
     ) -> Result<bool, sqlx::Error> {
         let mut tx = self.begin().await?;
         let now = now();
-        let claimed = sqlx::query(
+        let gated = sqlx::query(
             "update service_instance set active_operation_id = ?2, \
                  state = coalesce(?3, state), updated_at = ?4 \
              where instance_id = ?1 and deleted_at is null and active_operation_id is null \
@@ -85,14 +78,7 @@ impl SqliteStore {
         .bind(json_list(allowed.iter().map(|s| s.as_str())))
         .execute(&mut *tx)
         .await?
-        .rows_affected()
-            == 1;
-        if !claimed {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        insert_operation(&mut tx, operation, now).await?;
-        tx.commit().await?;
-        Ok(true)
+        .rows_affected();
+        register_if(tx, gated, operation, now).await
     }
 }

@@ -52,6 +52,23 @@ pub(super) async fn insert_operation(
     Ok(())
 }
 
+/// Ends a transaction whose gating write changed `gated` rows: with `op` inserted and
+/// committed when it changed one (then `true`), rolled back otherwise.
+pub(super) async fn register_if(
+    mut tx: Transaction<'static, Sqlite>,
+    gated: u64,
+    op: &NewOperation<'_>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    if gated != 1 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    insert_operation(&mut tx, op, now).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// True when the lease of operation alias `alias` is held by a process known to be
 /// gone: one that promised to stay alive (`broker_process`) and did not keep it.
 /// `?3` is now.
@@ -265,17 +282,17 @@ async fn apply_effect(
     let succeeded = matches!(outcome, Outcome::Succeeded { .. });
     match (op.kind, succeeded) {
         (OperationKind::Provision, true) => {
-            instance_update(tx, op, now, "state = 'ready'").await?;
+            release_target(tx, op, now, "state = 'ready'").await?;
         }
         (OperationKind::Provision, false) => {
-            instance_update(tx, op, now, "state = 'failed'").await?;
+            release_target(tx, op, now, "state = 'failed'").await?;
         }
         (OperationKind::Update, true) => UpdateRequest::of(&op.request).apply(tx, op, now).await?,
         (OperationKind::Update, false) | (OperationKind::Deprovision, false) => {
-            instance_update(tx, op, now, "state = state").await?;
+            release_target(tx, op, now, "state = state").await?;
         }
         (OperationKind::Deprovision, true) => {
-            instance_update(tx, op, now, "state = 'deleted', deleted_at = ?3").await?;
+            release_target(tx, op, now, "state = 'deleted', deleted_at = ?3").await?;
             sqlx::query(
                 "update service_binding set state = 'deleted', deleted_at = ?2, \
                      credentials = null, credentials_key = null, active_operation_id = null, \
@@ -307,10 +324,10 @@ async fn apply_effect(
             .await?;
         }
         (OperationKind::Bind, false) => {
-            binding_update(tx, op, now, "state = 'failed'").await?;
+            release_target(tx, op, now, "state = 'failed'").await?;
         }
         (OperationKind::Unbind, true) => {
-            binding_update(
+            release_target(
                 tx,
                 op,
                 now,
@@ -322,7 +339,7 @@ async fn apply_effect(
             }
         }
         (OperationKind::Unbind, false) => {
-            binding_update(tx, op, now, "state = state").await?;
+            release_target(tx, op, now, "state = state").await?;
         }
         // Not the binding's active operation: it only records that the credentials are
         // gone, on a binding that is still live and not revived since (a revival
@@ -421,37 +438,29 @@ fn json_text(value: &Value) -> Option<String> {
     }
 }
 
-/// `set` is one of the fixed assignments above (never input); `?3` in it is `now`.
-async fn instance_update(
+/// The effect on the operation's instance (or binding, for a bind or unbind): sets
+/// `set`, one of the fixed assignments above (never input; `?3` in it is `now`), and
+/// clears the active operation, on a row that still points at the operation.
+async fn release_target(
     tx: &mut Transaction<'_, Sqlite>,
     op: &OperationRecord,
     now: i64,
     set: &'static str,
 ) -> Result<(), sqlx::Error> {
+    let (table, key, id_of_row) = if op.kind.is_binding() {
+        ("service_binding", "binding_id", op.binding_id.as_deref())
+    } else {
+        (
+            "service_instance",
+            "instance_id",
+            Some(op.instance_id.as_str()),
+        )
+    };
     sqlx::query(&format!(
-        "update service_instance set {set}, active_operation_id = null, updated_at = ?3 \
-         where instance_id = ?1 and active_operation_id = ?2"
+        "update {table} set {set}, active_operation_id = null, updated_at = ?3 \
+         where {key} = ?1 and active_operation_id = ?2"
     ))
-    .bind(&op.instance_id)
-    .bind(id(op.operation_id))
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// `set` is one of the fixed assignments above (never input); `?3` in it is `now`.
-async fn binding_update(
-    tx: &mut Transaction<'_, Sqlite>,
-    op: &OperationRecord,
-    now: i64,
-    set: &'static str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
-        "update service_binding set {set}, active_operation_id = null, updated_at = ?3 \
-         where binding_id = ?1 and active_operation_id = ?2"
-    ))
-    .bind(&op.binding_id)
+    .bind(id_of_row)
     .bind(id(op.operation_id))
     .bind(now)
     .execute(&mut **tx)
