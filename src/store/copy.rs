@@ -10,130 +10,15 @@ use std::collections::HashSet;
 use std::fmt;
 
 use anyhow::Context as _;
-use chrono::{DateTime, Utc};
-use serde_json::Value;
 use uuid::Uuid;
 
-use super::{AuditEvent, BindingState, InstanceState, OperationKind, SealedCredentials, Store};
-use crate::osb::OperationState;
+use super::row::{
+    AUDIT_COLUMNS, BINDING_COLUMNS, INSTANCE_COLUMNS, NumberedEvent, OPERATION_COLUMNS,
+};
+use super::{AuditEvent, BindingRow, InstanceRow, OperationRow, Store};
 
 /// Rows read per page (and written per transaction) by `bindery migrate-store`.
 pub const DEFAULT_PAGE_SIZE: i64 = 500;
-
-/// A service instance with every stored column.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExportedInstance {
-    /// Platform id.
-    pub instance_id: String,
-    /// Catalog service id.
-    pub service_id: String,
-    /// Current plan id.
-    pub plan_id: String,
-    /// Current parameters.
-    pub parameters: Value,
-    /// As sent at provision.
-    pub organization_guid: Option<String>,
-    /// As sent at provision.
-    pub space_guid: Option<String>,
-    /// Platform context.
-    pub context: Option<Value>,
-    /// Handed out at provision.
-    pub dashboard_url: Option<String>,
-    /// Life-cycle state.
-    pub state: InstanceState,
-    /// The operation that owns the instance now.
-    pub active_operation_id: Option<Uuid>,
-    /// The plan's maintenance version applied.
-    pub maintenance_version: Option<String>,
-    /// The plan's backend kind at provision.
-    pub backend_kind: Option<String>,
-    /// Created (or revived).
-    pub created_at: DateTime<Utc>,
-    /// Last changed.
-    pub updated_at: DateTime<Utc>,
-    /// Deprovisioned (a tombstone).
-    pub deleted_at: Option<DateTime<Utc>>,
-}
-
-/// A service binding with every stored column.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExportedBinding {
-    /// Platform id.
-    pub binding_id: String,
-    /// Its instance.
-    pub instance_id: String,
-    /// As requested.
-    pub service_id: String,
-    /// As requested.
-    pub plan_id: String,
-    /// Validated parameters.
-    pub parameters: Value,
-    /// Effective app guid.
-    pub app_guid: Option<String>,
-    /// Route, for route services.
-    pub route: Option<String>,
-    /// The whole `bind_resource`.
-    pub bind_resource: Option<Value>,
-    /// Platform context.
-    pub context: Option<Value>,
-    /// Sealed credentials, as stored.
-    pub credentials: Option<SealedCredentials>,
-    /// Life-cycle state.
-    pub state: BindingState,
-    /// The operation that owns the binding now.
-    pub active_operation_id: Option<Uuid>,
-    /// Created (or revived).
-    pub created_at: DateTime<Utc>,
-    /// Last changed.
-    pub updated_at: DateTime<Utc>,
-    /// Unbound (a tombstone).
-    pub deleted_at: Option<DateTime<Utc>>,
-    /// End of validity.
-    pub expires_at: Option<DateTime<Utc>>,
-    /// The binding this one rotates.
-    pub predecessor_binding_id: Option<String>,
-    /// When its expired credentials were revoked.
-    pub revoked_at: Option<DateTime<Utc>>,
-}
-
-/// An operation with every stored column.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExportedOperation {
-    /// Id and token.
-    pub operation_id: Uuid,
-    /// Its instance.
-    pub instance_id: String,
-    /// Its binding.
-    pub binding_id: Option<String>,
-    /// What it does.
-    pub kind: OperationKind,
-    /// The wire state.
-    pub state: OperationState,
-    /// User-facing text.
-    pub description: Option<String>,
-    /// What it applies.
-    pub request: Value,
-    /// How many times it was started.
-    pub attempts: i32,
-    /// When a worker may next run it.
-    pub next_attempt_at: DateTime<Utc>,
-    /// Who holds the lease.
-    pub lease_owner: Option<String>,
-    /// Until when.
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    /// The token of the claim holding the lease.
-    pub lease_token: Option<Uuid>,
-    /// The superseded operation this one waits for.
-    pub waits_for: Option<Uuid>,
-    /// When it must have finished.
-    pub deadline_at: DateTime<Utc>,
-    /// Created.
-    pub created_at: DateTime<Utc>,
-    /// Last changed.
-    pub updated_at: DateTime<Utc>,
-    /// Finished.
-    pub finished_at: Option<DateTime<Utc>>,
-}
 
 /// Rows per table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -220,7 +105,10 @@ pub async fn copy_state(from: &Store, to: &Store, page_size: i64) -> anyhow::Res
         let page = from.export_audit_events(after, page_size).await?;
         let Some((last, _)) = page.last() else { break };
         after = Some(*last);
-        let page: Vec<NumberedEvent> = page.into_iter().map(NumberedEvent).collect();
+        let page: Vec<NumberedEvent> = page
+            .into_iter()
+            .map(|(number, event)| NumberedEvent(number, event))
+            .collect();
         copied.audit_events += write_page(to, &page, &mut refused).await?;
     }
     if refused.is_empty() {
@@ -290,7 +178,7 @@ trait Row: Sized {
     async fn write(to: &Store, rows: &[Self]) -> Result<(), sqlx::Error>;
 }
 
-impl Row for ExportedInstance {
+impl Row for InstanceRow {
     const TABLE: &'static str = "service_instance";
     fn id(&self) -> String {
         self.instance_id.clone()
@@ -300,7 +188,7 @@ impl Row for ExportedInstance {
     }
 }
 
-impl Row for ExportedBinding {
+impl Row for BindingRow {
     const TABLE: &'static str = "service_binding";
     fn id(&self) -> String {
         self.binding_id.clone()
@@ -310,7 +198,7 @@ impl Row for ExportedBinding {
     }
 }
 
-impl Row for ExportedOperation {
+impl Row for OperationRow {
     const TABLE: &'static str = "operation";
     fn id(&self) -> String {
         self.operation_id.to_string()
@@ -320,16 +208,13 @@ impl Row for ExportedOperation {
     }
 }
 
-/// An audit event with its number in the source.
-struct NumberedEvent((i64, AuditEvent));
-
 impl Row for NumberedEvent {
     const TABLE: &'static str = "audit_event";
     fn id(&self) -> String {
-        self.0.0.to_string()
+        self.0.to_string()
     }
     async fn write(to: &Store, rows: &[Self]) -> Result<(), sqlx::Error> {
-        let events: Vec<AuditEvent> = rows.iter().map(|r| r.0.1.clone()).collect();
+        let events: Vec<AuditEvent> = rows.iter().map(|r| r.1.clone()).collect();
         to.record_audit_events(&events).await
     }
 }
@@ -397,4 +282,201 @@ fn without_missing<R: Row>(
 
 fn count<T>(page: &[T]) -> i64 {
     i64::try_from(page.len()).unwrap_or(i64::MAX)
+}
+
+/// Whole rows in and out, for copying state between stores ([`copy_state`]): pages in
+/// key order out, one transaction per page in. Every column is read and written, so
+/// the statements are the same for both databases; only how each keeps a value
+/// differs.
+impl Store {
+    /// Rows per table.
+    pub async fn count_rows(&self) -> Result<RowCounts, sqlx::Error> {
+        let statement = "select (select count(*) from service_instance), \
+                 (select count(*) from service_binding), \
+                 (select count(*) from operation), \
+                 (select count(*) from audit_event)";
+        let (instances, bindings, operations, audit_events) =
+            dispatch!(self, s => sqlx::query_as(statement).fetch_one(s.reader()).await?);
+        Ok(RowCounts {
+            instances,
+            bindings,
+            operations,
+            audit_events,
+        })
+    }
+
+    /// Up to `limit` instances (tombstones included) after `after`, in id order.
+    pub async fn export_instances(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<InstanceRow>, sqlx::Error> {
+        let statement = format!(
+            "select {INSTANCE_COLUMNS} from service_instance \
+             where ($1 is null or instance_id > $1) order by instance_id limit $2"
+        );
+        dispatch!(self, s => sqlx::query_as(&statement)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(s.reader())
+            .await)
+    }
+
+    /// Inserts instances exactly as exported, in one transaction.
+    pub async fn import_instances(&self, rows: &[InstanceRow]) -> Result<(), sqlx::Error> {
+        let statement = format!(
+            "insert into service_instance ({INSTANCE_COLUMNS}) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        );
+        dispatch!(self, s => {
+            let mut tx = s.begin().await?;
+            for r in rows {
+                sqlx::query(&statement)
+                    .bind(&r.instance_id)
+                    .bind(&r.service_id)
+                    .bind(&r.plan_id)
+                    .bind(s.value(&r.parameters))
+                    .bind(&r.organization_guid)
+                    .bind(&r.space_guid)
+                    .bind(s.value(&r.context))
+                    .bind(&r.dashboard_url)
+                    .bind(r.state.as_str())
+                    .bind(s.value(&r.active_operation_id))
+                    .bind(&r.maintenance_version)
+                    .bind(&r.backend_kind)
+                    .bind(s.value(&r.created_at))
+                    .bind(s.value(&r.updated_at))
+                    .bind(s.value(&r.deleted_at))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
+        })
+    }
+
+    /// Up to `limit` bindings (tombstones included) after `after`, in id order.
+    pub async fn export_bindings(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<BindingRow>, sqlx::Error> {
+        let statement = format!(
+            "select {BINDING_COLUMNS} from service_binding \
+             where ($1 is null or binding_id > $1) order by binding_id limit $2"
+        );
+        dispatch!(self, s => sqlx::query_as(&statement)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(s.reader())
+            .await)
+    }
+
+    /// Inserts bindings exactly as exported, in one transaction; their instances must
+    /// be there already.
+    pub async fn import_bindings(&self, rows: &[BindingRow]) -> Result<(), sqlx::Error> {
+        let statement = format!(
+            "insert into service_binding ({BINDING_COLUMNS}) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 $16, $17, $18, $19)"
+        );
+        dispatch!(self, s => {
+            let mut tx = s.begin().await?;
+            for r in rows {
+                sqlx::query(&statement)
+                    .bind(&r.binding_id)
+                    .bind(&r.instance_id)
+                    .bind(&r.service_id)
+                    .bind(&r.plan_id)
+                    .bind(s.value(&r.parameters))
+                    .bind(&r.app_guid)
+                    .bind(&r.route)
+                    .bind(s.value(&r.bind_resource))
+                    .bind(s.value(&r.context))
+                    .bind(r.credentials.as_ref().map(|c| c.ciphertext.as_slice()))
+                    .bind(r.credentials.as_ref().map(|c| c.key_label.as_str()))
+                    .bind(r.state.as_str())
+                    .bind(s.value(&r.active_operation_id))
+                    .bind(s.value(&r.created_at))
+                    .bind(s.value(&r.updated_at))
+                    .bind(s.value(&r.deleted_at))
+                    .bind(s.value(&r.expires_at))
+                    .bind(&r.predecessor_binding_id)
+                    .bind(s.value(&r.revoked_at))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
+        })
+    }
+
+    /// Up to `limit` operations (finished ones included) after `after`, in id order.
+    pub async fn export_operations(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<OperationRow>, sqlx::Error> {
+        let statement = format!(
+            "select {OPERATION_COLUMNS} from operation \
+             where ($1 is null or operation_id > $1) order by operation_id limit $2"
+        );
+        dispatch!(self, s => sqlx::query_as(&statement)
+            .bind(s.value(&after))
+            .bind(limit)
+            .fetch_all(s.reader())
+            .await)
+    }
+
+    /// Inserts operations exactly as exported, in one transaction.
+    pub async fn import_operations(&self, rows: &[OperationRow]) -> Result<(), sqlx::Error> {
+        let statement = format!(
+            "insert into operation ({OPERATION_COLUMNS}) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 $16, $17)"
+        );
+        dispatch!(self, s => {
+            let mut tx = s.begin().await?;
+            for r in rows {
+                sqlx::query(&statement)
+                    .bind(s.value(&r.operation_id))
+                    .bind(&r.instance_id)
+                    .bind(&r.binding_id)
+                    .bind(r.kind.as_str())
+                    .bind(r.state.as_str())
+                    .bind(&r.description)
+                    .bind(s.value(&r.request))
+                    .bind(r.attempts)
+                    .bind(s.value(&r.next_attempt_at))
+                    .bind(&r.lease_owner)
+                    .bind(s.value(&r.lease_expires_at))
+                    .bind(s.lease_token(r.lease_token))
+                    .bind(s.value(&r.waits_for))
+                    .bind(s.value(&r.deadline_at))
+                    .bind(s.value(&r.created_at))
+                    .bind(s.value(&r.updated_at))
+                    .bind(s.value(&r.finished_at))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
+        })
+    }
+
+    /// Up to `limit` audit events after the one numbered `after`, oldest first, each
+    /// with its number in this store.
+    pub async fn export_audit_events(
+        &self,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<(i64, AuditEvent)>, sqlx::Error> {
+        let statement = format!(
+            "select {AUDIT_COLUMNS} from audit_event \
+             where ($1 is null or audit_event_id > $1) order by audit_event_id limit $2"
+        );
+        let rows: Vec<NumberedEvent> = dispatch!(self, s => sqlx::query_as(&statement)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(s.reader())
+            .await?);
+        Ok(rows.into_iter().map(|NumberedEvent(n, e)| (n, e)).collect())
+    }
 }

@@ -7,12 +7,36 @@
 //! enforce the same rules (idempotency, conflicts, tombstones, one owner per
 //! operation) in the database, never with locks held by the broker's code.
 
+/// Calls the same code on whichever store this is.
+///
+/// The expression is compiled once per store, with `$store` bound to that store: it
+/// may call methods both stores have under one name even where their types differ (a
+/// pool, a transaction, a value encoded as the store keeps it). That is how logic
+/// and SQL the two databases share are written once, on [`Store`].
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Postgres($store) => $call,
+            Store::Sqlite($store) => $call,
+        }
+    };
+}
+
+mod bindings;
 pub mod copy;
+mod instances;
 mod model;
+mod operations;
 pub mod postgres;
+mod row;
 pub mod sqlite;
 
 use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::FromRow;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
 
 pub use model::{
     AuditEvent, BindingInsert, BindingRecord, BindingState, ClaimedOperation, InstanceRecord,
@@ -20,11 +44,8 @@ pub use model::{
     OperationTarget, Outcome, PlanUsage, SealedCredentials,
 };
 pub use postgres::PgStore;
+pub use row::{BindingRow, InstanceRow, OperationRow};
 pub use sqlite::SqliteStore;
-
-use copy::{ExportedBinding, ExportedInstance, ExportedOperation, RowCounts};
-
-use uuid::Uuid;
 
 /// How to size and wait on the store's connections.
 #[derive(Debug, Clone)]
@@ -49,23 +70,15 @@ impl Default for StoreOptions {
 ///
 /// An enum rather than a trait object: the set of stores is closed, every method is
 /// async, and a `match` makes the compiler check that each store implements each
-/// method (docs/decisions.md).
+/// method (docs/decisions.md). Each method is documented here, once; the stores'
+/// own methods say only how their database does it. The methods live by table:
+/// `instances.rs`, `bindings.rs`, `operations.rs`, and `copy.rs` for whole rows.
 #[derive(Debug, Clone)]
 pub enum Store {
     /// A PostgreSQL database.
     Postgres(PgStore),
     /// A SQLite file, for one process.
     Sqlite(SqliteStore),
-}
-
-/// Calls the same method on whichever store this is.
-macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            Store::Postgres($store) => $call,
-            Store::Sqlite($store) => $call,
-        }
-    };
 }
 
 impl Store {
@@ -124,352 +137,41 @@ impl Store {
 
     /// Applies pending migrations.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        dispatch!(self, s => s.migrate().await)
+        dispatch!(self, s => s.migrator().run(s.writer()).await)
+            .context("applying database migrations")
     }
 
     /// True when the database answers and every embedded migration is applied.
     pub async fn is_ready(&self) -> bool {
-        dispatch!(self, s => s.is_ready().await)
-    }
-
-    /// Inserts the instance and its provision operation together, or does nothing
-    /// when a live instance with this id exists (then `false`). A tombstone is
-    /// revived: ids are the platform's to reuse after a delete. So is an instance whose
-    /// provision failed and that nothing runs on: the platform's corrected retry replaces it
-    /// (docs/decisions.md).
-    pub async fn insert_instance(
-        &self,
-        new: &NewInstance<'_>,
-        operation: &NewOperation<'_>,
-    ) -> Result<bool, sqlx::Error> {
-        dispatch!(self, s => s.insert_instance(new, operation).await)
-    }
-
-    /// Live instances counted per (service, plan, recorded backend kind), for the
-    /// start-up check against the catalog.
-    pub async fn instance_plans(&self) -> Result<Vec<PlanUsage>, sqlx::Error> {
-        dispatch!(self, s => s.instance_plans().await)
-    }
-
-    /// Records `backend_kind` on the instances of a plan that have none (rows written
-    /// before the column existed); returns how many were filled.
-    pub async fn fill_backend_kind(
-        &self,
-        service_id: &str,
-        plan_id: &str,
-        backend_kind: &str,
-    ) -> Result<u64, sqlx::Error> {
-        dispatch!(self, s => s.fill_backend_kind(service_id, plan_id, backend_kind).await)
-    }
-
-    /// Reads an instance, tombstones included.
-    pub async fn find_instance(
-        &self,
-        instance_id: &str,
-    ) -> Result<Option<InstanceRecord>, sqlx::Error> {
-        dispatch!(self, s => s.find_instance(instance_id).await)
-    }
-
-    /// Makes `operation` the instance's active operation if none is running, no
-    /// binding operation is running on it, and the instance is in one of `allowed`
-    /// states; inserts the operation with it. `false` when something got there first.
-    pub async fn begin_instance_operation(
-        &self,
-        instance_id: &str,
-        allowed: &[InstanceState],
-        operation: &NewOperation<'_>,
-        new_state: Option<InstanceState>,
-    ) -> Result<bool, sqlx::Error> {
-        dispatch!(self, s => s.begin_instance_operation(instance_id, allowed, operation, new_state).await)
-    }
-
-    /// The active operation of an instance, if any.
-    pub async fn active_instance_operation(
-        &self,
-        instance: &InstanceRecord,
-    ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        match instance.active_operation_id {
-            Some(id) => self.find_operation(id).await,
-            None => Ok(None),
-        }
-    }
-
-    /// Inserts the binding and its bind operation together, while its instance is
-    /// ready and idle; a deprovision cannot start in between. A tombstone, or a failed
-    /// binding of the same instance that nothing runs on, is replaced.
-    pub async fn insert_binding(
-        &self,
-        new: &NewBinding<'_>,
-        operation: &NewOperation<'_>,
-    ) -> Result<BindingInsert, sqlx::Error> {
-        dispatch!(self, s => s.insert_binding(new, operation).await)
-    }
-
-    /// Reads a binding, tombstones included.
-    pub async fn find_binding(
-        &self,
-        binding_id: &str,
-    ) -> Result<Option<BindingRecord>, sqlx::Error> {
-        dispatch!(self, s => s.find_binding(binding_id).await)
-    }
-
-    /// Makes `operation` the binding's active operation if none is running and the
-    /// binding is in one of `allowed` states. `false` when something else got there first.
-    pub async fn begin_binding_operation(
-        &self,
-        binding_id: &str,
-        allowed: &[BindingState],
-        operation: &NewOperation<'_>,
-        new_state: Option<BindingState>,
-    ) -> Result<bool, sqlx::Error> {
-        dispatch!(self, s => s.begin_binding_operation(binding_id, allowed, operation, new_state).await)
-    }
-
-    /// Labels of the keys that sealed stored credentials, each with its count.
-    pub async fn credential_key_labels(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
-        dispatch!(self, s => s.credential_key_labels().await)
-    }
-
-    /// Up to `limit` sealed credentials not sealed with `primary`, after `after`
-    /// (binding ids in order, so a rotation pages through them).
-    pub async fn credentials_not_sealed_with(
-        &self,
-        primary: &str,
-        after: &str,
-        limit: i64,
-    ) -> Result<Vec<(String, SealedCredentials)>, sqlx::Error> {
-        dispatch!(self, s => s.credentials_not_sealed_with(primary, after, limit).await)
-    }
-
-    /// Replaces sealed credentials, only if they are still those sealed by `old_label`
-    /// (a concurrent rebind or rotation wins).
-    pub async fn reseal_credentials(
-        &self,
-        binding_id: &str,
-        old_label: &str,
-        sealed: &SealedCredentials,
-    ) -> Result<bool, sqlx::Error> {
-        dispatch!(self, s => s.reseal_credentials(binding_id, old_label, sealed).await)
-    }
-
-    /// Reads one operation.
-    pub async fn find_operation(
-        &self,
-        operation_id: Uuid,
-    ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        dispatch!(self, s => s.find_operation(operation_id).await)
-    }
-
-    /// The newest instance-level operation (provision, update, deprovision) of an instance.
-    pub async fn latest_instance_operation(
-        &self,
-        instance_id: &str,
-    ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        dispatch!(self, s => s.latest_instance_operation(instance_id).await)
-    }
-
-    /// The newest operation of a binding.
-    pub async fn latest_binding_operation(
-        &self,
-        binding_id: &str,
-    ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        dispatch!(self, s => s.latest_binding_operation(binding_id).await)
-    }
-
-    /// Claims the next runnable operation for `owner`: one that is in progress, due,
-    /// and whose lease is free, expired, or held by a process known to be gone. The
-    /// record carries the claim's own lease token. No transaction stays open while
-    /// the backend works.
-    pub async fn claim_next_operation(
-        &self,
-        owner: &str,
-        lease: Duration,
-    ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        Ok(self
-            .claim_operations(owner, lease, 1)
-            .await?
-            .pop()
-            .map(|claimed| claimed.operation))
-    }
-
-    /// Claims up to `limit` runnable operations at once, oldest due first, each with
-    /// its instance (a worker with several free slots fills them with one statement).
-    pub async fn claim_operations(
-        &self,
-        owner: &str,
-        lease: Duration,
-        limit: usize,
-    ) -> Result<Vec<ClaimedOperation>, sqlx::Error> {
-        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
-        dispatch!(self, s => s.claim_operations(owner, lease, limit).await)
-    }
-
-    /// Extends the lease; `false` when the claim holding `token` no longer holds it
-    /// (the operation was taken over, finished or superseded).
-    pub async fn renew_lease(
-        &self,
-        operation_id: Uuid,
-        token: Uuid,
-        lease: Duration,
-    ) -> Result<bool, sqlx::Error> {
-        dispatch!(self, s => s.renew_lease(operation_id, token, lease).await)
-    }
-
-    /// Gives the operation back to the queue, to run again after `delay`.
-    pub async fn retry_operation_later(
-        &self,
-        operation_id: Uuid,
-        token: Uuid,
-        delay: Duration,
-        description: &str,
-    ) -> Result<bool, sqlx::Error> {
-        dispatch!(self, s => s.retry_operation_later(operation_id, token, delay, description).await)
-    }
-
-    /// Gives the claim holding `token` back without changing anything else, so that
-    /// another worker (or replica) can take the operation, or the delete waiting for
-    /// it, at once: at graceful shutdown, and when a run stops working on an
-    /// operation it no longer owns.
-    pub async fn release_lease(&self, operation_id: Uuid, token: Uuid) -> Result<(), sqlx::Error> {
-        dispatch!(self, s => s.release_lease(operation_id, token).await)
-    }
-
-    /// Records how the operation ended and applies its effect to the instance or
-    /// binding, atomically, only while the claim holding `token` holds the lease.
-    /// `false` means the claim was lost: another run owns the operation now, or it
-    /// was finished or superseded, and nothing was written.
-    pub async fn finish_operation(
-        &self,
-        op: &OperationRecord,
-        token: Uuid,
-        outcome: &Outcome,
-    ) -> Result<bool, sqlx::Error> {
-        dispatch!(self, s => s.finish_operation(op, token, outcome).await)
-    }
-
-    /// Promises that process `owner` stays alive for `until` from now, or (`None`)
-    /// says it has stopped. Leases held by a process whose promise lapsed are taken
-    /// over at once instead of when they expire.
-    pub async fn heartbeat(&self, owner: &str, until: Option<Duration>) -> Result<(), sqlx::Error> {
-        dispatch!(self, s => s.heartbeat(owner, until).await)
-    }
-
-    /// Fails an operation that has passed its deadline, whoever holds it.
-    pub async fn fail_expired_operation(
-        &self,
-        op: &OperationRecord,
-        description: &str,
-    ) -> Result<bool, sqlx::Error> {
-        dispatch!(self, s => s.fail_expired_operation(op, description).await)
-    }
-
-    /// Stops a running create (provision or bind) in favour of a delete: the running
-    /// operation is failed, `replacement` becomes the active operation, and it waits
-    /// until the running attempt gives its claim back, its lease expires, or its
-    /// process is known to be gone. `false` when `running` is no longer the active
-    /// operation.
-    pub async fn supersede_operation(
-        &self,
-        target: OperationTarget<'_>,
-        running: Uuid,
-        replacement: &NewOperation<'_>,
-        reason: &str,
-    ) -> Result<bool, sqlx::Error> {
-        dispatch!(self, s => s.supersede_operation(target, running, replacement, reason).await)
-    }
-
-    /// At start-up: frees every lease when no other process can be running on this
-    /// store, which is known for SQLite (one process per file, held by its lock file):
-    /// what a killed predecessor held is taken over at once. A no-op on PostgreSQL,
-    /// where other replicas may be alive; their liveness records decide there.
-    pub async fn release_orphaned_leases(&self) -> Result<(), sqlx::Error> {
-        match self {
-            Self::Postgres(_) => Ok(()),
-            Self::Sqlite(s) => s.release_orphaned_leases().await,
-        }
-    }
-
-    /// Enqueues a `revoke` operation for up to `limit` bindings whose `expires_at` has
-    /// passed, that are ready and idle, not yet revoked, and without one queued already
-    /// (by any replica: a unique index keeps one per binding) or failed within the last
-    /// minute. Each has `deadline` to finish. Returns how many were enqueued.
-    pub async fn enqueue_revocations(
-        &self,
-        limit: i64,
-        deadline: Duration,
-    ) -> Result<u64, sqlx::Error> {
-        dispatch!(self, s => s.enqueue_revocations(limit, deadline).await)
-    }
-
-    /// Operations waiting or running, and the age in seconds of the oldest of them.
-    pub async fn queue_stats(&self) -> Result<(i64, f64), sqlx::Error> {
-        dispatch!(self, s => s.queue_stats().await)
+        let applied = dispatch!(self, s => {
+            let latest = s.migrator().iter().map(|m| m.version).max().unwrap_or(0);
+            sqlx::query_scalar::<_, i64>(
+                "select coalesce(max(version), 0) from _sqlx_migrations where success",
+            )
+            .fetch_one(s.reader())
+            .await
+            .map(|applied| applied >= latest)
+        });
+        applied.unwrap_or(false)
     }
 
     /// Appends audit events, in order.
     pub async fn record_audit_events(&self, events: &[AuditEvent]) -> Result<(), sqlx::Error> {
+        if events.is_empty() {
+            return Ok(());
+        }
         dispatch!(self, s => s.record_audit_events(events).await)
     }
 }
 
-/// Whole rows in and out, for copying state between stores ([`copy::copy_state`]).
+/// Reads by one text key, for the methods in this module's files.
 impl Store {
-    /// Rows per table.
-    pub async fn count_rows(&self) -> Result<RowCounts, sqlx::Error> {
-        dispatch!(self, s => s.count_rows().await)
-    }
-
-    /// Up to `limit` instances (tombstones included) after `after`, in id order.
-    pub async fn export_instances(
-        &self,
-        after: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<ExportedInstance>, sqlx::Error> {
-        dispatch!(self, s => s.export_instances(after, limit).await)
-    }
-
-    /// Inserts instances exactly as exported, in one transaction.
-    pub async fn import_instances(&self, rows: &[ExportedInstance]) -> Result<(), sqlx::Error> {
-        dispatch!(self, s => s.import_instances(rows).await)
-    }
-
-    /// Up to `limit` bindings (tombstones included) after `after`, in id order.
-    pub async fn export_bindings(
-        &self,
-        after: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<ExportedBinding>, sqlx::Error> {
-        dispatch!(self, s => s.export_bindings(after, limit).await)
-    }
-
-    /// Inserts bindings exactly as exported, in one transaction; their instances must
-    /// be there already.
-    pub async fn import_bindings(&self, rows: &[ExportedBinding]) -> Result<(), sqlx::Error> {
-        dispatch!(self, s => s.import_bindings(rows).await)
-    }
-
-    /// Up to `limit` operations (finished ones included) after `after`, in id order.
-    pub async fn export_operations(
-        &self,
-        after: Option<Uuid>,
-        limit: i64,
-    ) -> Result<Vec<ExportedOperation>, sqlx::Error> {
-        dispatch!(self, s => s.export_operations(after, limit).await)
-    }
-
-    /// Inserts operations exactly as exported, in one transaction.
-    pub async fn import_operations(&self, rows: &[ExportedOperation]) -> Result<(), sqlx::Error> {
-        dispatch!(self, s => s.import_operations(rows).await)
-    }
-
-    /// Up to `limit` audit events after the one numbered `after`, oldest first, each
-    /// with its number in this store.
-    pub async fn export_audit_events(
-        &self,
-        after: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<(i64, AuditEvent)>, sqlx::Error> {
-        dispatch!(self, s => s.export_audit_events(after, limit).await)
+    /// The row `statement` reads with `key` as `$1`, if there is one.
+    async fn row_by<R>(&self, statement: &str, key: &str) -> Result<Option<R>, sqlx::Error>
+    where
+        R: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        dispatch!(self, s => sqlx::query_as(statement).bind(key).fetch_optional(s.reader()).await)
     }
 }
 

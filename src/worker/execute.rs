@@ -164,20 +164,8 @@ impl Executor {
         let result = match self.resolve(op, instance) {
             _ if moot => Ok(None),
             Ok(resolved) => {
-                let started = std::time::Instant::now();
-                let result = self.call_backend(op, token, &resolved, known).await;
-                let kind = resolved.backend_kind.clone();
-                metrics::histogram!("bindery_backend_call_duration_seconds", "backend" => kind.clone(), "action" => op.kind.as_str())
-                    .record(started.elapsed().as_secs_f64());
-                if let Err(e) = &result {
-                    let error = match e {
-                        BackendError::Unavailable(_) => "unavailable",
-                        BackendError::Failed(_) => "failed",
-                    };
-                    metrics::counter!("bindery_backend_errors_total", "backend" => kind, "action" => op.kind.as_str(), "error" => error)
-                        .increment(1);
-                }
-                result
+                let call = self.call_backend(op, token, &resolved, known);
+                measured(&resolved.backend_kind, op.kind.as_str(), call).await
             }
             Err(description) => Err(BackendError::Failed(description)),
         };
@@ -432,4 +420,25 @@ fn as_object(value: Value) -> Map<String, Value> {
         Value::Object(map) => map,
         _ => Map::new(),
     }
+}
+
+/// Runs a backend call, recording how long it took and how it failed.
+async fn measured(
+    backend: &str,
+    action: &'static str,
+    call: impl Future<Output = Result<Option<Credentials>, BackendError>>,
+) -> Result<Option<Credentials>, BackendError> {
+    let started = std::time::Instant::now();
+    let result = call.await;
+    metrics::histogram!("bindery_backend_call_duration_seconds", "backend" => backend.to_owned(), "action" => action)
+        .record(started.elapsed().as_secs_f64());
+    if let Err(e) = &result {
+        let error = match e {
+            BackendError::Unavailable(_) => "unavailable",
+            BackendError::Failed(_) => "failed",
+        };
+        metrics::counter!("bindery_backend_errors_total", "backend" => backend.to_owned(), "action" => action, "error" => error)
+            .increment(1);
+    }
+    result
 }

@@ -353,9 +353,9 @@ pub async fn begin_on_binding(
 /// Every row of every table, read through the export the copy uses (whole rows).
 #[derive(Debug, PartialEq)]
 pub struct Everything {
-    pub instances: Vec<bindery::store::copy::ExportedInstance>,
-    pub bindings: Vec<bindery::store::copy::ExportedBinding>,
-    pub operations: Vec<bindery::store::copy::ExportedOperation>,
+    pub instances: Vec<bindery::store::InstanceRow>,
+    pub bindings: Vec<bindery::store::BindingRow>,
+    pub operations: Vec<bindery::store::OperationRow>,
     pub audit_events: Vec<bindery::store::AuditEvent>,
 }
 
@@ -382,7 +382,7 @@ pub async fn everything(store: &Store) -> Everything {
 }
 
 /// The whole stored row of one instance.
-pub async fn instance_row(store: &Store, id: &str) -> bindery::store::copy::ExportedInstance {
+pub async fn instance_row(store: &Store, id: &str) -> bindery::store::InstanceRow {
     everything(store)
         .await
         .instances
@@ -392,7 +392,7 @@ pub async fn instance_row(store: &Store, id: &str) -> bindery::store::copy::Expo
 }
 
 /// The whole stored row of one binding.
-pub async fn binding_row(store: &Store, id: &str) -> bindery::store::copy::ExportedBinding {
+pub async fn binding_row(store: &Store, id: &str) -> bindery::store::BindingRow {
     everything(store)
         .await
         .bindings
@@ -402,7 +402,7 @@ pub async fn binding_row(store: &Store, id: &str) -> bindery::store::copy::Expor
 }
 
 /// The whole stored row of one operation.
-pub async fn operation_row(store: &Store, id: Uuid) -> bindery::store::copy::ExportedOperation {
+pub async fn operation_row(store: &Store, id: Uuid) -> bindery::store::OperationRow {
     everything(store)
         .await
         .operations

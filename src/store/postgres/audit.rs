@@ -10,10 +10,10 @@ use crate::store::AuditEvent;
 impl PgStore {
     /// Appends audit events with one statement: the broker writes them in batches,
     /// off the request path (docs/decisions.md).
-    pub async fn record_audit_events(&self, events: &[AuditEvent]) -> Result<(), sqlx::Error> {
-        if events.is_empty() {
-            return Ok(());
-        }
+    pub(in crate::store) async fn record_audit_events(
+        &self,
+        events: &[AuditEvent],
+    ) -> Result<(), sqlx::Error> {
         let mut occurred_at: Vec<DateTime<Utc>> = Vec::with_capacity(events.len());
         let mut action = Vec::with_capacity(events.len());
         let mut instance_id = Vec::with_capacity(events.len());

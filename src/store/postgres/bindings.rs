@@ -1,62 +1,15 @@
-//! Service binding rows: create (or revive a tombstone), read, and claim for an operation.
-
-use serde_json::Value;
-use uuid::Uuid;
+//! Service binding statements in PostgreSQL's own SQL: create (or revive a tombstone),
+//! claim for an operation, and reseal credentials.
 
 use super::PgStore;
-use super::operations::{bind_operation, insert_operation_from};
-use crate::store::{
-    BindingInsert, BindingRecord, BindingState, NewBinding, NewOperation, SealedCredentials,
-};
-
-#[derive(sqlx::FromRow)]
-struct BindingRow {
-    binding_id: String,
-    instance_id: String,
-    service_id: String,
-    plan_id: String,
-    parameters: Value,
-    app_guid: Option<String>,
-    route: Option<String>,
-    credentials: Option<Vec<u8>>,
-    credentials_key: Option<String>,
-    state: String,
-    active_operation_id: Option<Uuid>,
-    expires_at: Option<chrono::DateTime<chrono::Utc>>,
-    revoked_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-impl From<BindingRow> for BindingRecord {
-    fn from(r: BindingRow) -> Self {
-        let credentials = match (r.credentials, r.credentials_key) {
-            (Some(ciphertext), Some(key_label)) => Some(SealedCredentials {
-                key_label,
-                ciphertext,
-            }),
-            _ => None,
-        };
-        Self {
-            binding_id: r.binding_id,
-            instance_id: r.instance_id,
-            service_id: r.service_id,
-            plan_id: r.plan_id,
-            parameters: r.parameters,
-            app_guid: r.app_guid,
-            route: r.route,
-            credentials,
-            state: BindingState::parse(&r.state),
-            active_operation_id: r.active_operation_id,
-            expires_at: r.expires_at,
-            revoked_at: r.revoked_at,
-        }
-    }
-}
+use super::new_operation::{bind_operation, insert_operation_from};
+use crate::store::{BindingInsert, BindingState, NewBinding, NewOperation, SealedCredentials};
 
 impl PgStore {
-    /// Inserts the binding and its bind operation in one statement that holds a share
-    /// lock on the instance row, so that a deprovision cannot start in between (it
-    /// takes the row lock, then looks for binding operations in flight).
-    pub async fn insert_binding(
+    /// One statement that holds a share lock on the instance row, so that a
+    /// deprovision cannot start in between (it takes the row lock, then looks for
+    /// binding operations in flight).
+    pub(in crate::store) async fn insert_binding(
         &self,
         new: &NewBinding<'_>,
         operation: &NewOperation<'_>,
@@ -117,25 +70,8 @@ impl PgStore {
         })
     }
 
-    /// Reads a binding, tombstones included.
-    pub async fn find_binding(
-        &self,
-        binding_id: &str,
-    ) -> Result<Option<BindingRecord>, sqlx::Error> {
-        let row: Option<BindingRow> = sqlx::query_as(
-            "select binding_id, instance_id, service_id, plan_id, parameters, app_guid, route, \
-                 credentials, credentials_key, state, active_operation_id, expires_at, revoked_at \
-             from service_binding where binding_id = $1",
-        )
-        .bind(binding_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(Into::into))
-    }
-
-    /// Makes `operation` the binding's active operation if none is running and the
-    /// binding is in one of `allowed` states. `false` when something else got there first.
-    pub async fn begin_binding_operation(
+    /// One statement: the update gates the operation's insert.
+    pub(in crate::store) async fn begin_binding_operation(
         &self,
         binding_id: &str,
         allowed: &[BindingState],
@@ -162,54 +98,9 @@ impl PgStore {
             == 1;
         Ok(started)
     }
-}
 
-impl PgStore {
-    /// Labels of the keys that sealed stored credentials, each with its count.
-    pub async fn credential_key_labels(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
-        sqlx::query_as(
-            "select credentials_key, count(*) from service_binding \
-             where credentials_key is not null group by credentials_key order by credentials_key",
-        )
-        .fetch_all(&self.pool)
-        .await
-    }
-
-    /// Up to `limit` sealed credentials not sealed with `primary`, after `after`
-    /// (binding ids in order, so a rotation pages through them).
-    pub async fn credentials_not_sealed_with(
-        &self,
-        primary: &str,
-        after: &str,
-        limit: i64,
-    ) -> Result<Vec<(String, SealedCredentials)>, sqlx::Error> {
-        let rows: Vec<(String, Vec<u8>, String)> = sqlx::query_as(
-            "select binding_id, credentials, credentials_key from service_binding \
-             where credentials_key is not null and credentials_key <> $1 and binding_id > $2 \
-             order by binding_id limit $3",
-        )
-        .bind(primary)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, ciphertext, key_label)| {
-                (
-                    id,
-                    SealedCredentials {
-                        key_label,
-                        ciphertext,
-                    },
-                )
-            })
-            .collect())
-    }
-
-    /// Replaces sealed credentials, only if they are still those sealed by `old_label`
-    /// (a concurrent rebind or rotation wins).
-    pub async fn reseal_credentials(
+    /// Only while the credentials are sealed by `old_label`.
+    pub(in crate::store) async fn reseal_credentials(
         &self,
         binding_id: &str,
         old_label: &str,

@@ -1,52 +1,15 @@
-//! Service instance rows: create (or revive a tombstone), read, and claim for an operation.
+//! Service instance statements in PostgreSQL's own SQL: create (or revive a tombstone)
+//! and claim for an operation.
 
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::PgStore;
-use super::operations::{bind_operation, insert_operation_from};
-use crate::store::{InstanceRecord, InstanceState, NewInstance, NewOperation, PlanUsage};
-
-#[derive(sqlx::FromRow)]
-pub(super) struct InstanceRow {
-    pub(super) instance_id: String,
-    pub(super) service_id: String,
-    pub(super) plan_id: String,
-    pub(super) parameters: Value,
-    pub(super) organization_guid: Option<String>,
-    pub(super) space_guid: Option<String>,
-    pub(super) dashboard_url: Option<String>,
-    pub(super) state: String,
-    pub(super) active_operation_id: Option<Uuid>,
-    pub(super) maintenance_version: Option<String>,
-    pub(super) backend_kind: Option<String>,
-}
-
-impl From<InstanceRow> for InstanceRecord {
-    fn from(r: InstanceRow) -> Self {
-        Self {
-            instance_id: r.instance_id,
-            service_id: r.service_id,
-            plan_id: r.plan_id,
-            parameters: r.parameters,
-            organization_guid: r.organization_guid,
-            space_guid: r.space_guid,
-            dashboard_url: r.dashboard_url,
-            state: InstanceState::parse(&r.state),
-            active_operation_id: r.active_operation_id,
-            maintenance_version: r.maintenance_version,
-            backend_kind: r.backend_kind,
-        }
-    }
-}
+use super::new_operation::{bind_operation, insert_operation_from};
+use crate::store::{InstanceState, NewInstance, NewOperation};
 
 impl PgStore {
-    /// Inserts the instance and its provision operation in one statement, or does
-    /// nothing when a live instance with this id exists (then `false`). A tombstone is
-    /// revived: ids are the platform's to reuse after a delete. So is an instance whose
-    /// provision failed and that nothing runs on: the platform's corrected retry replaces it
-    /// (docs/decisions.md).
-    pub async fn insert_instance(
+    /// One statement: the upsert gates the operation's insert.
+    pub(in crate::store) async fn insert_instance(
         &self,
         new: &NewInstance<'_>,
         operation: &NewOperation<'_>,
@@ -90,31 +53,10 @@ impl PgStore {
         Ok(inserted)
     }
 
-    /// Reads an instance, tombstones included.
-    pub async fn find_instance(
-        &self,
-        instance_id: &str,
-    ) -> Result<Option<InstanceRecord>, sqlx::Error> {
-        let row: Option<InstanceRow> = sqlx::query_as(
-            "select instance_id, service_id, plan_id, parameters, organization_guid, \
-                 space_guid, dashboard_url, state, active_operation_id, maintenance_version, \
-                 backend_kind \
-             from service_instance where instance_id = $1",
-        )
-        .bind(instance_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(Into::into))
-    }
-
-    /// Makes `operation` the instance's active operation if none is running and the
-    /// instance is in one of `allowed` states, inserting the operation in the same
-    /// transaction. `false` when another operation got there first.
-    ///
-    /// A deprovision also waits for binds and unbinds in flight on the instance: the
+    /// A deprovision waits for binds and unbinds in flight on the instance: the
     /// bind path holds a share lock on the instance row while it registers its
     /// operation, so the row lock taken here sees every committed binding operation.
-    pub async fn begin_instance_operation(
+    pub(in crate::store) async fn begin_instance_operation(
         &self,
         instance_id: &str,
         allowed: &[InstanceState],
@@ -160,43 +102,5 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(true)
-    }
-
-    /// Live instances counted per (service, plan, recorded backend kind).
-    pub async fn instance_plans(&self) -> Result<Vec<PlanUsage>, sqlx::Error> {
-        let rows: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(
-            "select service_id, plan_id, backend_kind, count(*) from service_instance \
-             where deleted_at is null group by service_id, plan_id, backend_kind",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(service_id, plan_id, backend_kind, instances)| PlanUsage {
-                service_id,
-                plan_id,
-                backend_kind,
-                instances,
-            })
-            .collect())
-    }
-
-    /// Records `backend_kind` on the instances of a plan that have none.
-    pub async fn fill_backend_kind(
-        &self,
-        service_id: &str,
-        plan_id: &str,
-        backend_kind: &str,
-    ) -> Result<u64, sqlx::Error> {
-        Ok(sqlx::query(
-            "update service_instance set backend_kind = $3 \
-             where service_id = $1 and plan_id = $2 and backend_kind is null",
-        )
-        .bind(service_id)
-        .bind(plan_id)
-        .bind(backend_kind)
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
     }
 }

@@ -7,18 +7,21 @@
 
 mod audit;
 mod bindings;
-mod copy;
 mod instances;
+mod new_operation;
 mod operations;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sqlx::ConnectOptions as _;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions as _, Postgres, Transaction};
+use uuid::Uuid;
 
 use super::StoreOptions;
+use super::row::Column;
 
 /// Migrations embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -60,23 +63,49 @@ impl PgStore {
         self.pool.close().await;
     }
 
-    /// Applies pending migrations.
-    pub async fn migrate(&self) -> anyhow::Result<()> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .context("applying database migrations")
+    /// The embedded migrations.
+    pub(super) fn migrator(&self) -> &'static Migrator {
+        &MIGRATOR
     }
 
-    /// True when the database answers and every embedded migration is applied.
-    pub async fn is_ready(&self) -> bool {
-        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-        sqlx::query_scalar::<_, i64>(
-            "select coalesce(max(version), 0) from _sqlx_migrations where success",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .is_ok_and(|applied| applied >= latest)
+    /// Where reads go: the pool.
+    pub(super) fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Where writes go: the same pool.
+    pub(super) fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A transaction.
+    pub(super) async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    /// A value to bind, as this store keeps it: PostgreSQL has a type for each.
+    pub(super) fn value<'a, T>(&self, value: &'a T) -> &'a T {
+        value
+    }
+
+    /// A lease token to bind.
+    pub(super) fn lease_token(&self, token: Option<Uuid>) -> Option<Uuid> {
+        token
+    }
+
+    /// The order of "newest first" among a table's rows.
+    pub(super) fn newest_first(&self) -> &'static str {
+        "created_at desc"
+    }
+}
+
+/// PostgreSQL decodes every column type a row holds by itself.
+impl<T> Column<T> for PgRow
+where
+    T: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    fn column(&self, name: &str) -> Result<T, sqlx::Error> {
+        sqlx::Row::try_get(self, name)
     }
 }
 

@@ -8,143 +8,21 @@
 //! the partial index `operation_runnable`, and PostgreSQL then walks the whole queue
 //! instead of looking the row up by its primary key (docs/benchmarks.md).
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde_json::Value;
-use sqlx::Postgres;
+use sqlx::FromRow as _;
+use sqlx::Row as _;
 use uuid::Uuid;
 
 use super::PgStore;
-use super::instances::InstanceRow;
+use super::new_operation::{bind_operation, insert_operation_from};
 use crate::osb::OperationState;
+use crate::store::row::{INSTANCE_COLUMNS, OPERATION_COLUMNS};
 use crate::store::{
-    ClaimedOperation, NewOperation, OperationKind, OperationRecord, OperationTarget, Outcome,
+    ClaimedOperation, InstanceRow, NewOperation, OperationKind, OperationRecord, OperationRow,
+    OperationTarget, Outcome,
 };
-
-#[derive(sqlx::FromRow)]
-struct OperationRow {
-    operation_id: Uuid,
-    instance_id: String,
-    binding_id: Option<String>,
-    kind: String,
-    state: String,
-    description: Option<String>,
-    request: Value,
-    attempts: i32,
-    deadline_at: DateTime<Utc>,
-    next_attempt_at: DateTime<Utc>,
-    lease_token: Option<Uuid>,
-}
-
-/// A claimed operation joined with its instance's columns (null when it is gone).
-#[derive(sqlx::FromRow)]
-struct ClaimedRow {
-    #[sqlx(flatten)]
-    operation: OperationRow,
-    service_id: Option<String>,
-    plan_id: Option<String>,
-    parameters: Option<Value>,
-    organization_guid: Option<String>,
-    space_guid: Option<String>,
-    dashboard_url: Option<String>,
-    instance_state: Option<String>,
-    active_operation_id: Option<Uuid>,
-    maintenance_version: Option<String>,
-    backend_kind: Option<String>,
-}
-
-impl From<ClaimedRow> for ClaimedOperation {
-    fn from(r: ClaimedRow) -> Self {
-        let instance = match (r.service_id, r.plan_id, r.instance_state) {
-            (Some(service_id), Some(plan_id), Some(state)) => Some(
-                InstanceRow {
-                    instance_id: r.operation.instance_id.clone(),
-                    service_id,
-                    plan_id,
-                    parameters: r.parameters.unwrap_or_default(),
-                    organization_guid: r.organization_guid,
-                    space_guid: r.space_guid,
-                    dashboard_url: r.dashboard_url,
-                    state,
-                    active_operation_id: r.active_operation_id,
-                    maintenance_version: r.maintenance_version,
-                    backend_kind: r.backend_kind,
-                }
-                .into(),
-            ),
-            _ => None,
-        };
-        Self {
-            operation: r.operation.into(),
-            instance,
-        }
-    }
-}
-
-impl From<OperationRow> for OperationRecord {
-    fn from(r: OperationRow) -> Self {
-        Self {
-            operation_id: r.operation_id,
-            instance_id: r.instance_id,
-            binding_id: r.binding_id,
-            kind: OperationKind::parse(&r.kind),
-            state: OperationState::from_stored(&r.state).unwrap_or(OperationState::Failed),
-            description: r.description,
-            request: r.request,
-            attempts: r.attempts,
-            deadline_at: r.deadline_at,
-            next_attempt_at: r.next_attempt_at,
-            lease_token: r.lease_token,
-        }
-    }
-}
-
-/// The columns an [`OperationRow`] reads, as a literal for `concat!`.
-macro_rules! operation_columns {
-    () => {
-        "operation_id, instance_id, binding_id, kind, state, description, request, attempts, \
-         deadline_at, next_attempt_at, lease_token"
-    };
-}
-
-/// The start of a statement that inserts the operation `$1`..`$8` binds (see
-/// [`bind_operation`]), completed by `from <a gating CTE>`: the operation is written
-/// only when the gate returns a row, in the same statement as the state change, so a
-/// request that registers work costs one round trip.
-macro_rules! insert_operation_from {
-    ($gate:literal) => {
-        concat!(
-            "insert into operation (operation_id, instance_id, binding_id, kind, state, request, \
-                 deadline_at, lease_owner, lease_expires_at, attempts, lease_token) \
-             select $1, $2, $3, $4, 'in progress', $5, now() + $6, $7, \
-                 case when $7::text is null then null else now() + $8 end, \
-                 case when $7::text is null then 0 else 1 end, \
-                 case when $7::text is null then null else $1 end \
-             from ",
-            $gate
-        )
-    };
-}
-pub(super) use insert_operation_from;
-
-/// Binds an operation's values as `$1`..`$8`, in the order `insert_operation_from!`
-/// expects; the statement's own values follow from `$9`. An inline run's lease token
-/// is the operation id (see [`NewOperation::inline_owner`]).
-pub(super) fn bind_operation<'q>(
-    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
-    op: &'q NewOperation<'q>,
-) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
-    query
-        .bind(op.operation_id)
-        .bind(op.instance_id)
-        .bind(op.binding_id)
-        .bind(op.kind.as_str())
-        .bind(&op.request)
-        .bind(op.deadline)
-        .bind(op.inline_owner)
-        .bind(op.lease)
-}
 
 /// True when the lease of operation alias `$alias` is held by a process known to be
 /// gone: one that promised to stay alive (`broker_process`) and did not keep it.
@@ -158,54 +36,18 @@ macro_rules! owner_gone {
     };
 }
 
-impl PgStore {
-    /// Reads one operation.
-    pub async fn find_operation(
-        &self,
-        operation_id: Uuid,
-    ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        let row: Option<OperationRow> = sqlx::query_as(concat!(
-            "select ",
-            operation_columns!(),
-            " from operation where operation_id = $1"
-        ))
-        .bind(operation_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(Into::into))
-    }
-
-    /// The newest instance-level operation (provision, update, deprovision) of an instance.
-    pub async fn latest_instance_operation(
-        &self,
-        instance_id: &str,
-    ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        let row: Option<OperationRow> = sqlx::query_as(concat!(
-            "select ",
-            operation_columns!(),
-            " from operation \
-             where instance_id = $1 and kind in ('provision', 'update', 'deprovision') \
-             order by created_at desc limit 1"
-        ))
-        .bind(instance_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(Into::into))
-    }
-
-    /// Claims up to `limit` runnable operations for `owner`: in progress, due, with a
-    /// free or expired lease or one held by a process known to be gone, and not
-    /// waiting for a superseded run that still holds its lease; oldest due first, each
-    /// with its instance and a fresh lease token. One statement, so no transaction
-    /// stays open while the backend works; `SKIP LOCKED` lets replicas claim side by
-    /// side without waiting.
-    pub async fn claim_operations(
-        &self,
-        owner: &str,
-        lease: Duration,
-        limit: i64,
-    ) -> Result<Vec<ClaimedOperation>, sqlx::Error> {
-        let rows: Vec<ClaimedRow> = sqlx::query_as(concat!(
+/// Claims up to `$3` runnable operations for owner `$1` with a lease of `$2`, in one
+/// statement: in progress, due, with a free or expired lease or one held by a process
+/// known to be gone, and not waiting for a superseded run that still holds its lease;
+/// oldest due first, each with a fresh lease token and its instance's columns (null
+/// when the row is gone), named `i_` + the column.
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    let instance: Vec<String> = INSTANCE_COLUMNS
+        .split(',')
+        .map(|column| format!("i.{0} as i_{0}", column.trim()))
+        .collect();
+    format!(
+        concat!(
             "with claimed as ( \
                  update operation set lease_owner = $1, lease_expires_at = now() + $2, \
                      lease_token = gen_random_uuid(), attempts = attempts + 1, \
@@ -225,26 +67,47 @@ impl PgStore {
                      order by o.next_attempt_at \
                      for update skip locked \
                      limit $3) \
-                 returning ",
-            operation_columns!(),
-            ") \
-             select claimed.*, i.service_id, i.plan_id, i.parameters, i.organization_guid, \
-                 i.space_guid, i.dashboard_url, i.state as instance_state, \
-                 i.active_operation_id, i.maintenance_version, i.backend_kind \
+                 returning {operation}) \
+             select claimed.*, {instance} \
              from claimed left join service_instance i using (instance_id) \
              order by claimed.next_attempt_at"
-        ))
-        .bind(owner)
-        .bind(lease)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        ),
+        operation = OPERATION_COLUMNS,
+        instance = instance.join(", "),
+    )
+});
+
+impl PgStore {
+    /// `SKIP LOCKED` lets replicas claim side by side without waiting; the instance
+    /// comes in the same statement, its columns prefixed `i_`.
+    pub(in crate::store) async fn claim_operations(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<ClaimedOperation>, sqlx::Error> {
+        let rows = sqlx::query(&CLAIM)
+            .bind(owner)
+            .bind(lease)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let operation = OperationRow::from_row(row)?.into();
+                let instance = match row.try_get::<Option<String>, _>("i_instance_id")? {
+                    Some(_) => Some(InstanceRow::read(row, "i_")?.into()),
+                    None => None,
+                };
+                Ok(ClaimedOperation {
+                    operation,
+                    instance,
+                })
+            })
+            .collect()
     }
 
-    /// Extends the lease; `false` when the claim holding `token` no longer holds it
-    /// (another claim took the operation, or it was finished or superseded).
-    pub async fn renew_lease(
+    pub(in crate::store) async fn renew_lease(
         &self,
         operation_id: Uuid,
         token: Uuid,
@@ -263,8 +126,7 @@ impl PgStore {
             == 1)
     }
 
-    /// Gives the operation back to the queue, to run again after `delay`.
-    pub async fn retry_operation_later(
+    pub(in crate::store) async fn retry_operation_later(
         &self,
         operation_id: Uuid,
         token: Uuid,
@@ -287,11 +149,11 @@ impl PgStore {
             == 1)
     }
 
-    /// Gives a claim back without changing anything else, so that the operation (or
-    /// the delete waiting for a superseded one) can be taken at once: at graceful
-    /// shutdown, and by a run that stops working on an operation it no longer owns.
-    /// An operation still in progress does not count the attempt.
-    pub async fn release_lease(&self, operation_id: Uuid, token: Uuid) -> Result<(), sqlx::Error> {
+    pub(in crate::store) async fn release_lease(
+        &self,
+        operation_id: Uuid,
+        token: Uuid,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "update operation set lease_owner = null, lease_expires_at = null, \
                  lease_token = null, \
@@ -306,9 +168,11 @@ impl PgStore {
         Ok(())
     }
 
-    /// Promises that `owner` is alive until `until` from now (`None`: it has stopped,
-    /// so its leases may be taken at once), and forgets processes gone for a day.
-    pub async fn heartbeat(&self, owner: &str, until: Option<Duration>) -> Result<(), sqlx::Error> {
+    pub(in crate::store) async fn heartbeat(
+        &self,
+        owner: &str,
+        until: Option<Duration>,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "with gone as (delete from broker_process \
                  where alive_until < now() - interval '1 day' and owner <> $1) \
@@ -323,35 +187,10 @@ impl PgStore {
         Ok(())
     }
 
-    /// Records how the operation ended and applies its effect to the instance or
-    /// binding, in one statement, only while the claim holding `token` holds the
-    /// lease. `false` means the claim was lost: the operation was taken over, finished
-    /// or superseded, and this run must not write.
-    pub async fn finish_operation(
-        &self,
-        op: &OperationRecord,
-        token: Uuid,
-        outcome: &Outcome,
-    ) -> Result<bool, sqlx::Error> {
-        self.record_outcome(op, Some(token), outcome).await
-    }
-
-    /// Fails an operation that has passed its deadline, whoever holds it.
-    pub async fn fail_expired_operation(
-        &self,
-        op: &OperationRecord,
-        description: &str,
-    ) -> Result<bool, sqlx::Error> {
-        let outcome = Outcome::Failed {
-            description: description.to_owned(),
-        };
-        self.record_outcome(op, None, &outcome).await
-    }
-
     /// Writes the outcome and its effect in one statement, if the operation is still
     /// running (and, with `token`, still leased by that claim). `false` when nothing
     /// was written.
-    async fn record_outcome(
+    pub(in crate::store) async fn record_outcome(
         &self,
         op: &OperationRecord,
         token: Option<Uuid>,
@@ -496,13 +335,8 @@ fn effect_statement(kind: OperationKind, succeeded: bool) -> &'static str {
 }
 
 impl PgStore {
-    /// Stops a running create (provision or bind) in favour of a delete: the running
-    /// operation is failed, `replacement` becomes the active operation, and it waits
-    /// (`waits_for`) until the running attempt gives its claim back, its lease
-    /// expires, or its process is known to be gone. The running attempt notices at its
-    /// next renewal (within a second) and stops, so the delete never races its create.
-    /// `false` when `running` is no longer the active operation.
-    pub async fn supersede_operation(
+    /// The target's row lock orders this against the effects of the running operation.
+    pub(in crate::store) async fn supersede_operation(
         &self,
         target: OperationTarget<'_>,
         running: Uuid,
@@ -567,34 +401,12 @@ impl PgStore {
         tx.commit().await?;
         Ok(true)
     }
-
-    /// The newest operation of a binding.
-    pub async fn latest_binding_operation(
-        &self,
-        binding_id: &str,
-    ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        let row: Option<OperationRow> = sqlx::query_as(concat!(
-            "select ",
-            operation_columns!(),
-            " from operation \
-             where binding_id = $1 and kind <> 'revoke' order by created_at desc limit 1"
-        ))
-        .bind(binding_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(Into::into))
-    }
 }
 
 impl PgStore {
-    /// Enqueues a `revoke` for up to `limit` bindings that are ready, past their
-    /// `expires_at`, not revoked, not being changed by the platform, without a
-    /// revocation already queued and without one that failed in the last minute (a
-    /// failure that retries cannot cure is tried again once a minute, not at every
-    /// sweep); oldest expiry first. The unique partial index
-    /// `operation_one_revoke` makes a concurrent sweep by another replica a no-op.
-    /// Returns how many were enqueued.
-    pub async fn enqueue_revocations(
+    /// One statement; the unique partial index `operation_one_revoke` makes a
+    /// concurrent sweep by another replica a no-op.
+    pub(in crate::store) async fn enqueue_revocations(
         &self,
         limit: i64,
         deadline: Duration,
@@ -621,8 +433,7 @@ impl PgStore {
         .rows_affected())
     }
 
-    /// Operations waiting or running, and the age in seconds of the oldest of them.
-    pub async fn queue_stats(&self) -> Result<(i64, f64), sqlx::Error> {
+    pub(in crate::store) async fn queue_stats(&self) -> Result<(i64, f64), sqlx::Error> {
         sqlx::query_as(
             "select count(*), coalesce(extract(epoch from now() - min(created_at))::float8, 0) \
              from operation where state = 'in progress'",

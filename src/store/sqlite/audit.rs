@@ -1,15 +1,15 @@
 //! The audit trail: who asked for what, and how it was answered.
 
-use super::{SqliteStore, micros, optional_id, optional_json};
+use super::SqliteStore;
 use crate::store::AuditEvent;
 
 impl SqliteStore {
     /// Appends audit events in one transaction: the broker writes them in batches, off
     /// the request path (docs/decisions.md). One prepared statement, run per event.
-    pub async fn record_audit_events(&self, events: &[AuditEvent]) -> Result<(), sqlx::Error> {
-        if events.is_empty() {
-            return Ok(());
-        }
+    pub(in crate::store) async fn record_audit_events(
+        &self,
+        events: &[AuditEvent],
+    ) -> Result<(), sqlx::Error> {
         let mut tx = self.begin().await?;
         for e in events {
             sqlx::query(
@@ -17,16 +17,16 @@ impl SqliteStore {
                      operation_id, status, api_version, request_id, platform, identity) \
                  values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )
-            .bind(micros(e.occurred_at))
+            .bind(self.value(&e.occurred_at))
             .bind(&e.action)
             .bind(&e.instance_id)
             .bind(e.binding_id.as_deref())
-            .bind(optional_id(e.operation_id))
+            .bind(self.value(&e.operation_id))
             .bind(i32::from(e.status))
             .bind(&e.api_version)
             .bind(e.request_id.as_deref())
             .bind(e.platform.as_deref())
-            .bind(optional_json(e.identity.as_ref()))
+            .bind(self.value(&e.identity))
             .execute(&mut *tx)
             .await?;
         }

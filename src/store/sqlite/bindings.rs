@@ -1,73 +1,14 @@
-//! Service binding rows: create (or revive a tombstone), read, claim for an operation,
-//! and the sealed credentials' keys.
+//! Service binding statements in SQLite's own SQL: create (or revive a tombstone),
+//! claim for an operation, and reseal credentials.
 
-use uuid::fmt::Hyphenated;
-
-use super::operations::insert_operation;
-use super::{
-    SqliteStore, id, json, json_list, micros, now, optional_json, optional_time, parse_json,
-};
-use crate::store::{
-    BindingInsert, BindingRecord, BindingState, NewBinding, NewOperation, SealedCredentials,
-};
-
-#[derive(sqlx::FromRow)]
-struct BindingRow {
-    binding_id: String,
-    instance_id: String,
-    service_id: String,
-    plan_id: String,
-    parameters: String,
-    app_guid: Option<String>,
-    route: Option<String>,
-    credentials: Option<Vec<u8>>,
-    credentials_key: Option<String>,
-    state: String,
-    active_operation_id: Option<Hyphenated>,
-    expires_at: Option<i64>,
-    revoked_at: Option<i64>,
-}
-
-impl TryFrom<BindingRow> for BindingRecord {
-    type Error = sqlx::Error;
-
-    fn try_from(r: BindingRow) -> Result<Self, Self::Error> {
-        Ok(Self {
-            credentials: sealed(r.credentials, r.credentials_key),
-            binding_id: r.binding_id,
-            instance_id: r.instance_id,
-            service_id: r.service_id,
-            plan_id: r.plan_id,
-            parameters: parse_json(&r.parameters)?,
-            app_guid: r.app_guid,
-            route: r.route,
-            state: BindingState::parse(&r.state),
-            active_operation_id: r.active_operation_id.map(Hyphenated::into_uuid),
-            expires_at: optional_time(r.expires_at)?,
-            revoked_at: optional_time(r.revoked_at)?,
-        })
-    }
-}
-
-/// Sealed credentials from their two columns (both set or both null, by a check).
-pub(super) fn sealed(
-    ciphertext: Option<Vec<u8>>,
-    key_label: Option<String>,
-) -> Option<SealedCredentials> {
-    match (ciphertext, key_label) {
-        (Some(ciphertext), Some(key_label)) => Some(SealedCredentials {
-            key_label,
-            ciphertext,
-        }),
-        _ => None,
-    }
-}
+use super::operations::register_if;
+use super::{SqliteStore, id, json, json_list, now};
+use crate::store::{BindingInsert, BindingState, NewBinding, NewOperation, SealedCredentials};
 
 impl SqliteStore {
-    /// Inserts the binding and its bind operation in one transaction, if its instance is
-    /// ready and idle. The check and the insert run in one writer transaction, so a
-    /// deprovision cannot start in between.
-    pub async fn insert_binding(
+    /// The check and the insert run in one writer transaction, so a deprovision cannot
+    /// start in between.
+    pub(in crate::store) async fn insert_binding(
         &self,
         new: &NewBinding<'_>,
         operation: &NewOperation<'_>,
@@ -86,7 +27,7 @@ impl SqliteStore {
             tx.rollback().await?;
             return Ok(BindingInsert::InstanceUnavailable);
         }
-        let inserted = sqlx::query(
+        let gated = sqlx::query(
             "insert into service_binding (binding_id, instance_id, service_id, plan_id, parameters, \
                  app_guid, route, bind_resource, context, state, active_operation_id, \
                  expires_at, predecessor_binding_id, created_at, updated_at) \
@@ -114,44 +55,24 @@ impl SqliteStore {
         .bind(json(new.parameters))
         .bind(new.app_guid)
         .bind(new.route)
-        .bind(optional_json(new.bind_resource))
-        .bind(optional_json(new.context))
+        .bind(new.bind_resource.map(json))
+        .bind(new.context.map(json))
         .bind(id(operation.operation_id))
-        .bind(new.expires_at.map(micros))
+        .bind(self.value(&new.expires_at))
         .bind(new.predecessor_binding_id)
         .bind(now)
         .execute(&mut *tx)
         .await?
-        .rows_affected()
-            == 1;
-        if !inserted {
-            tx.rollback().await?;
-            return Ok(BindingInsert::Exists);
-        }
-        insert_operation(&mut tx, operation, now).await?;
-        tx.commit().await?;
-        Ok(BindingInsert::Inserted)
+        .rows_affected();
+        Ok(if register_if(tx, gated, operation, now).await? {
+            BindingInsert::Inserted
+        } else {
+            BindingInsert::Exists
+        })
     }
 
-    /// Reads a binding, tombstones included.
-    pub async fn find_binding(
-        &self,
-        binding_id: &str,
-    ) -> Result<Option<BindingRecord>, sqlx::Error> {
-        let row: Option<BindingRow> = sqlx::query_as(
-            "select binding_id, instance_id, service_id, plan_id, parameters, app_guid, route, \
-                 credentials, credentials_key, state, active_operation_id, expires_at, revoked_at \
-             from service_binding where binding_id = ?1",
-        )
-        .bind(binding_id)
-        .fetch_optional(self.reader())
-        .await?;
-        row.map(TryInto::try_into).transpose()
-    }
-
-    /// Makes `operation` the binding's active operation if none is running and the
-    /// binding is in one of `allowed` states. `false` when something else got there first.
-    pub async fn begin_binding_operation(
+    /// One writer transaction: the update, then the operation.
+    pub(in crate::store) async fn begin_binding_operation(
         &self,
         binding_id: &str,
         allowed: &[BindingState],
@@ -160,7 +81,7 @@ impl SqliteStore {
     ) -> Result<bool, sqlx::Error> {
         let mut tx = self.begin().await?;
         let now = now();
-        let claimed = sqlx::query(
+        let gated = sqlx::query(
             "update service_binding set active_operation_id = ?2, \
                  state = coalesce(?4, state), updated_at = ?5 \
              where binding_id = ?1 and deleted_at is null and active_operation_id is null \
@@ -173,64 +94,12 @@ impl SqliteStore {
         .bind(now)
         .execute(&mut *tx)
         .await?
-        .rows_affected()
-            == 1;
-        if !claimed {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        insert_operation(&mut tx, operation, now).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-}
-
-impl SqliteStore {
-    /// Labels of the keys that sealed stored credentials, each with its count.
-    pub async fn credential_key_labels(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
-        sqlx::query_as(
-            "select credentials_key, count(*) from service_binding \
-             where credentials_key is not null group by credentials_key order by credentials_key",
-        )
-        .fetch_all(self.reader())
-        .await
+        .rows_affected();
+        register_if(tx, gated, operation, now).await
     }
 
-    /// Up to `limit` sealed credentials not sealed with `primary`, after `after`
-    /// (binding ids in order, so a rotation pages through them).
-    pub async fn credentials_not_sealed_with(
-        &self,
-        primary: &str,
-        after: &str,
-        limit: i64,
-    ) -> Result<Vec<(String, SealedCredentials)>, sqlx::Error> {
-        let rows: Vec<(String, Vec<u8>, String)> = sqlx::query_as(
-            "select binding_id, credentials, credentials_key from service_binding \
-             where credentials_key is not null and credentials_key <> ?1 and binding_id > ?2 \
-             order by binding_id limit ?3",
-        )
-        .bind(primary)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(self.reader())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, ciphertext, key_label)| {
-                (
-                    id,
-                    SealedCredentials {
-                        key_label,
-                        ciphertext,
-                    },
-                )
-            })
-            .collect())
-    }
-
-    /// Replaces sealed credentials, only if they are still those sealed by `old_label`
-    /// (a concurrent rebind or rotation wins).
-    pub async fn reseal_credentials(
+    /// Only while the credentials are sealed by `old_label`.
+    pub(in crate::store) async fn reseal_credentials(
         &self,
         binding_id: &str,
         old_label: &str,

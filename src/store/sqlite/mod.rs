@@ -12,19 +12,20 @@
 
 mod audit;
 mod bindings;
-mod copy;
 mod instances;
 mod lock;
 mod operations;
+mod value;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde_json::Value;
 use sqlx::ConnectOptions as _;
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -33,6 +34,7 @@ use uuid::Uuid;
 use uuid::fmt::Hyphenated;
 
 use super::StoreOptions;
+use value::Stored;
 
 /// Migrations embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -157,44 +159,49 @@ impl SqliteStore {
         &self.shared.path
     }
 
-    fn writer(&self) -> &SqlitePool {
+    /// The only connection that writes.
+    pub(super) fn writer(&self) -> &SqlitePool {
         &self.shared.writer
     }
 
-    fn reader(&self) -> &SqlitePool {
+    /// Connections that only read.
+    pub(super) fn reader(&self) -> &SqlitePool {
         &self.shared.reader
     }
 
     /// A write transaction on the writer. `IMMEDIATE` takes SQLite's write lock at once,
     /// so a transaction that reads before it writes never has to upgrade its lock.
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+    pub(super) async fn begin(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.writer().begin_with("begin immediate").await
     }
 
     /// Closes the readers, then the writer: the last connection to close checkpoints
     /// the write-ahead log into the database file. Every handle on this store is closed.
-    pub async fn close(&self) {
+    pub(super) async fn close(&self) {
         self.reader().close().await;
         self.writer().close().await;
     }
 
-    /// Applies pending migrations.
-    pub async fn migrate(&self) -> anyhow::Result<()> {
-        MIGRATOR
-            .run(self.writer())
-            .await
-            .context("applying database migrations")
+    /// The embedded migrations.
+    pub(super) fn migrator(&self) -> &'static Migrator {
+        &MIGRATOR
     }
 
-    /// True when the file answers and every embedded migration is applied.
-    pub async fn is_ready(&self) -> bool {
-        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-        sqlx::query_scalar::<_, i64>(
-            "select coalesce(max(version), 0) from _sqlx_migrations where success",
-        )
-        .fetch_one(self.reader())
-        .await
-        .is_ok_and(|applied| applied >= latest)
+    /// A value to bind, as this store keeps it (see [`Stored`]).
+    pub(super) fn value<T: Stored>(&self, value: &T) -> T::Raw {
+        value.to_raw()
+    }
+
+    /// A lease token to bind: 32 lowercase hex digits, the form a claim's
+    /// `lower(hex(randomblob(16)))` writes.
+    pub(super) fn lease_token(&self, lease_token: Option<Uuid>) -> Option<uuid::fmt::Simple> {
+        lease_token.map(token)
+    }
+
+    /// The order of "newest first" among a table's rows: two created in the same
+    /// microsecond are ordered by insertion (rowid).
+    pub(super) fn newest_first(&self) -> &'static str {
+        "created_at desc, rowid desc"
     }
 }
 
@@ -208,21 +215,6 @@ fn plus(at: i64, duration: Duration) -> i64 {
     at.saturating_add(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX))
 }
 
-/// A time as stored.
-fn micros(at: DateTime<Utc>) -> i64 {
-    at.timestamp_micros()
-}
-
-/// A stored time.
-fn time(micros: i64) -> Result<DateTime<Utc>, sqlx::Error> {
-    DateTime::from_timestamp_micros(micros)
-        .ok_or_else(|| decode_error(format!("timestamp {micros} is out of range")))
-}
-
-fn optional_time(micros: Option<i64>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    micros.map(time).transpose()
-}
-
 /// A uuid as stored: its lowercase hyphenated text.
 fn id(uuid: Uuid) -> Hyphenated {
     uuid.hyphenated()
@@ -234,30 +226,9 @@ fn token(uuid: Uuid) -> uuid::fmt::Simple {
     uuid.simple()
 }
 
-fn optional_id(uuid: Option<Uuid>) -> Option<Hyphenated> {
-    uuid.map(id)
-}
-
 /// JSON as stored.
 fn json(value: &Value) -> String {
     value.to_string()
-}
-
-fn optional_json(value: Option<&Value>) -> Option<String> {
-    value.map(json)
-}
-
-/// Stored JSON.
-fn parse_json(text: &str) -> Result<Value, sqlx::Error> {
-    serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
-}
-
-fn parse_optional_json(text: Option<&str>) -> Result<Option<Value>, sqlx::Error> {
-    text.map(parse_json).transpose()
-}
-
-fn decode_error(message: String) -> sqlx::Error {
-    sqlx::Error::Decode(message.into())
 }
 
 /// A JSON array of the given strings, for `in (select value from json_each(?))`: a

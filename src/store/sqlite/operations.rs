@@ -14,53 +14,13 @@ use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 use uuid::fmt::Hyphenated;
 
-use super::{SqliteStore, id, json, now, parse_json, plus, time, token};
+use super::{SqliteStore, id, json, now, plus, token};
 use crate::osb::OperationState;
+use crate::store::row::{INSTANCE_COLUMNS, OPERATION_COLUMNS};
 use crate::store::{
-    ClaimedOperation, NewOperation, OperationKind, OperationRecord, OperationTarget, Outcome,
+    ClaimedOperation, InstanceRow, NewOperation, OperationKind, OperationRecord, OperationRow,
+    OperationTarget, Outcome,
 };
-
-#[derive(sqlx::FromRow)]
-struct OperationRow {
-    operation_id: Hyphenated,
-    instance_id: String,
-    binding_id: Option<String>,
-    kind: String,
-    state: String,
-    description: Option<String>,
-    request: String,
-    attempts: i32,
-    deadline_at: i64,
-    next_attempt_at: i64,
-    lease_token: Option<String>,
-}
-
-impl TryFrom<OperationRow> for OperationRecord {
-    type Error = sqlx::Error;
-
-    fn try_from(r: OperationRow) -> Result<Self, Self::Error> {
-        Ok(Self {
-            operation_id: r.operation_id.into_uuid(),
-            instance_id: r.instance_id,
-            binding_id: r.binding_id,
-            kind: OperationKind::parse(&r.kind),
-            state: OperationState::from_stored(&r.state).unwrap_or(OperationState::Failed),
-            description: r.description,
-            request: parse_json(&r.request)?,
-            attempts: r.attempts,
-            deadline_at: time(r.deadline_at)?,
-            next_attempt_at: time(r.next_attempt_at)?,
-            lease_token: r
-                .lease_token
-                .map(|t| Uuid::parse_str(&t))
-                .transpose()
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-        })
-    }
-}
-
-const OPERATION_COLUMNS: &str = "operation_id, instance_id, binding_id, kind, state, description, \
-     request, attempts, deadline_at, next_attempt_at, lease_token";
 
 /// Inserts a new operation, stamped `now`; leased to its requester when it runs inline.
 pub(super) async fn insert_operation(
@@ -92,6 +52,23 @@ pub(super) async fn insert_operation(
     Ok(())
 }
 
+/// Ends a transaction whose gating write changed `gated` rows: with `op` inserted and
+/// committed when it changed one (then `true`), rolled back otherwise.
+pub(super) async fn register_if(
+    mut tx: Transaction<'static, Sqlite>,
+    gated: u64,
+    op: &NewOperation<'_>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    if gated != 1 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    insert_operation(&mut tx, op, now).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// True when the lease of operation alias `alias` is held by a process known to be
 /// gone: one that promised to stay alive (`broker_process`) and did not keep it.
 /// `?3` is now.
@@ -103,59 +80,9 @@ fn owner_gone(alias: &str) -> String {
 }
 
 impl SqliteStore {
-    /// Reads one operation.
-    pub async fn find_operation(
-        &self,
-        operation_id: Uuid,
-    ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        let row: Option<OperationRow> = sqlx::query_as(&format!(
-            "select {OPERATION_COLUMNS} from operation where operation_id = ?1"
-        ))
-        .bind(id(operation_id))
-        .fetch_optional(self.reader())
-        .await?;
-        row.map(TryInto::try_into).transpose()
-    }
-
-    /// The newest instance-level operation (provision, update, deprovision) of an
-    /// instance. Two created in the same microsecond are ordered by insertion (rowid).
-    pub async fn latest_instance_operation(
-        &self,
-        instance_id: &str,
-    ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        let row: Option<OperationRow> = sqlx::query_as(&format!(
-            "select {OPERATION_COLUMNS} from operation \
-             where instance_id = ?1 and kind in ('provision', 'update', 'deprovision') \
-             order by created_at desc, rowid desc limit 1"
-        ))
-        .bind(instance_id)
-        .fetch_optional(self.reader())
-        .await?;
-        row.map(TryInto::try_into).transpose()
-    }
-
-    /// The newest operation of a binding.
-    pub async fn latest_binding_operation(
-        &self,
-        binding_id: &str,
-    ) -> Result<Option<OperationRecord>, sqlx::Error> {
-        let row: Option<OperationRow> = sqlx::query_as(&format!(
-            "select {OPERATION_COLUMNS} from operation \
-             where binding_id = ?1 and kind <> 'revoke' \
-             order by created_at desc, rowid desc limit 1"
-        ))
-        .bind(binding_id)
-        .fetch_optional(self.reader())
-        .await?;
-        row.map(TryInto::try_into).transpose()
-    }
-
-    /// Claims up to `limit` runnable operations for `owner`: in progress, due, with a
-    /// free or expired lease or one held by a process known to be gone, and not
-    /// waiting for a superseded run that still holds its lease; oldest due first, each
-    /// with its instance and a fresh lease token. One statement on the writer, so no
-    /// transaction stays open while the backend works.
-    pub async fn claim_operations(
+    /// One statement on the writer, so no transaction stays open while the backend
+    /// works; each instance is read after it (SQLite's `RETURNING` cannot join).
+    pub(in crate::store) async fn claim_operations(
         &self,
         owner: &str,
         lease: Duration,
@@ -187,22 +114,25 @@ impl SqliteStore {
         .bind(limit)
         .fetch_all(self.writer())
         .await?;
+        let find_instance =
+            format!("select {INSTANCE_COLUMNS} from service_instance where instance_id = ?1");
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
-            let operation: OperationRecord = row.try_into()?;
-            let instance = self.find_instance(&operation.instance_id).await?;
+            let operation: OperationRecord = row.into();
+            let instance: Option<InstanceRow> = sqlx::query_as(&find_instance)
+                .bind(&operation.instance_id)
+                .fetch_optional(self.reader())
+                .await?;
             claimed.push(ClaimedOperation {
                 operation,
-                instance,
+                instance: instance.map(Into::into),
             });
         }
         claimed.sort_by_key(|c| c.operation.next_attempt_at);
         Ok(claimed)
     }
 
-    /// Extends the lease; `false` when the claim holding `token` no longer holds it
-    /// (another claim took the operation, or it was finished or superseded).
-    pub async fn renew_lease(
+    pub(in crate::store) async fn renew_lease(
         &self,
         operation_id: Uuid,
         lease_token: Uuid,
@@ -221,8 +151,7 @@ impl SqliteStore {
             == 1)
     }
 
-    /// Gives the operation back to the queue, to run again after `delay`.
-    pub async fn retry_operation_later(
+    pub(in crate::store) async fn retry_operation_later(
         &self,
         operation_id: Uuid,
         lease_token: Uuid,
@@ -246,11 +175,7 @@ impl SqliteStore {
             == 1)
     }
 
-    /// Gives a claim back without changing anything else, so that the operation (or
-    /// the delete waiting for a superseded one) can be taken at once: at graceful
-    /// shutdown, and by a run that stops working on an operation it no longer owns.
-    /// An operation still in progress does not count the attempt.
-    pub async fn release_lease(
+    pub(in crate::store) async fn release_lease(
         &self,
         operation_id: Uuid,
         lease_token: Uuid,
@@ -269,9 +194,9 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Frees every lease: called at start-up, when the lock file proves that no other
-    /// process uses this file, so whoever held them is gone.
-    pub async fn release_orphaned_leases(&self) -> Result<(), sqlx::Error> {
+    /// The lock file proves that no other process uses this file, so whoever held a
+    /// lease is gone.
+    pub(in crate::store) async fn release_orphaned_leases(&self) -> Result<(), sqlx::Error> {
         sqlx::query(
             "update operation set lease_owner = null, lease_expires_at = null, \
                  lease_token = null \
@@ -282,9 +207,11 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Promises that `owner` is alive until `until` from now (`None`: it has stopped,
-    /// so its leases may be taken at once), and forgets processes gone for a day.
-    pub async fn heartbeat(&self, owner: &str, until: Option<Duration>) -> Result<(), sqlx::Error> {
+    pub(in crate::store) async fn heartbeat(
+        &self,
+        owner: &str,
+        until: Option<Duration>,
+    ) -> Result<(), sqlx::Error> {
         let now = now();
         let mut tx = self.begin().await?;
         sqlx::query("delete from broker_process where alive_until < ?1 and owner <> ?2")
@@ -303,35 +230,10 @@ impl SqliteStore {
         tx.commit().await
     }
 
-    /// Records how the operation ended and applies its effect to the instance or
-    /// binding, in one transaction, only while the claim holding `lease_token` holds
-    /// the lease. `false` means the claim was lost: the operation was taken over,
-    /// finished or superseded, and this run must not write.
-    pub async fn finish_operation(
-        &self,
-        op: &OperationRecord,
-        lease_token: Uuid,
-        outcome: &Outcome,
-    ) -> Result<bool, sqlx::Error> {
-        self.record_outcome(op, Some(lease_token), outcome).await
-    }
-
-    /// Fails an operation that has passed its deadline, whoever holds it.
-    pub async fn fail_expired_operation(
-        &self,
-        op: &OperationRecord,
-        description: &str,
-    ) -> Result<bool, sqlx::Error> {
-        let outcome = Outcome::Failed {
-            description: description.to_owned(),
-        };
-        self.record_outcome(op, None, &outcome).await
-    }
-
     /// Writes the outcome and its effect in one transaction, if the operation is still
     /// running (and, with `lease_token`, still leased by that claim). `false` when
     /// nothing was written.
-    async fn record_outcome(
+    pub(in crate::store) async fn record_outcome(
         &self,
         op: &OperationRecord,
         lease_token: Option<Uuid>,
@@ -380,35 +282,17 @@ async fn apply_effect(
     let succeeded = matches!(outcome, Outcome::Succeeded { .. });
     match (op.kind, succeeded) {
         (OperationKind::Provision, true) => {
-            instance_update(tx, op, now, "state = 'ready'").await?;
+            release_target(tx, op, now, "state = 'ready'").await?;
         }
         (OperationKind::Provision, false) => {
-            instance_update(tx, op, now, "state = 'failed'").await?;
+            release_target(tx, op, now, "state = 'failed'").await?;
         }
-        (OperationKind::Update, true) => {
-            let update = UpdateRequest::of(&op.request);
-            sqlx::query(
-                "update service_instance set plan_id = coalesce(?2, plan_id), \
-                     parameters = coalesce(?3, parameters), \
-                     maintenance_version = case when ?4 then ?5 else maintenance_version end, \
-                     active_operation_id = null, updated_at = ?7 \
-                 where instance_id = ?1 and active_operation_id = ?6",
-            )
-            .bind(&op.instance_id)
-            .bind(update.plan_id)
-            .bind(update.parameters)
-            .bind(update.maintenance_version.is_some())
-            .bind(update.maintenance_version.flatten())
-            .bind(id(op.operation_id))
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        }
+        (OperationKind::Update, true) => UpdateRequest::of(&op.request).apply(tx, op, now).await?,
         (OperationKind::Update, false) | (OperationKind::Deprovision, false) => {
-            instance_update(tx, op, now, "state = state").await?;
+            release_target(tx, op, now, "state = state").await?;
         }
         (OperationKind::Deprovision, true) => {
-            instance_update(tx, op, now, "state = 'deleted', deleted_at = ?3").await?;
+            release_target(tx, op, now, "state = 'deleted', deleted_at = ?3").await?;
             sqlx::query(
                 "update service_binding set state = 'deleted', deleted_at = ?2, \
                      credentials = null, credentials_key = null, active_operation_id = null, \
@@ -440,10 +324,10 @@ async fn apply_effect(
             .await?;
         }
         (OperationKind::Bind, false) => {
-            binding_update(tx, op, now, "state = 'failed'").await?;
+            release_target(tx, op, now, "state = 'failed'").await?;
         }
         (OperationKind::Unbind, true) => {
-            binding_update(
+            release_target(
                 tx,
                 op,
                 now,
@@ -455,7 +339,7 @@ async fn apply_effect(
             }
         }
         (OperationKind::Unbind, false) => {
-            binding_update(tx, op, now, "state = state").await?;
+            release_target(tx, op, now, "state = state").await?;
         }
         // Not the binding's active operation: it only records that the credentials are
         // gone, on a binding that is still live and not revived since (a revival
@@ -516,6 +400,32 @@ impl UpdateRequest {
             maintenance_version: request.get("maintenance_version").map(json_text),
         }
     }
+
+    /// Applies the update to the operation's instance, if it still points at it.
+    async fn apply(
+        self,
+        tx: &mut Transaction<'_, Sqlite>,
+        op: &OperationRecord,
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "update service_instance set plan_id = coalesce(?2, plan_id), \
+                 parameters = coalesce(?3, parameters), \
+                 maintenance_version = case when ?4 then ?5 else maintenance_version end, \
+                 active_operation_id = null, updated_at = ?7 \
+             where instance_id = ?1 and active_operation_id = ?6",
+        )
+        .bind(&op.instance_id)
+        .bind(self.plan_id)
+        .bind(self.parameters)
+        .bind(self.maintenance_version.is_some())
+        .bind(self.maintenance_version.flatten())
+        .bind(id(op.operation_id))
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
 }
 
 /// A JSON value as `->>` gives it: strings unquoted, null as SQL null, anything else
@@ -528,37 +438,29 @@ fn json_text(value: &Value) -> Option<String> {
     }
 }
 
-/// `set` is one of the fixed assignments above (never input); `?3` in it is `now`.
-async fn instance_update(
+/// The effect on the operation's instance (or binding, for a bind or unbind): sets
+/// `set`, one of the fixed assignments above (never input; `?3` in it is `now`), and
+/// clears the active operation, on a row that still points at the operation.
+async fn release_target(
     tx: &mut Transaction<'_, Sqlite>,
     op: &OperationRecord,
     now: i64,
     set: &'static str,
 ) -> Result<(), sqlx::Error> {
+    let (table, key, id_of_row) = if op.kind.is_binding() {
+        ("service_binding", "binding_id", op.binding_id.as_deref())
+    } else {
+        (
+            "service_instance",
+            "instance_id",
+            Some(op.instance_id.as_str()),
+        )
+    };
     sqlx::query(&format!(
-        "update service_instance set {set}, active_operation_id = null, updated_at = ?3 \
-         where instance_id = ?1 and active_operation_id = ?2"
+        "update {table} set {set}, active_operation_id = null, updated_at = ?3 \
+         where {key} = ?1 and active_operation_id = ?2"
     ))
-    .bind(&op.instance_id)
-    .bind(id(op.operation_id))
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// `set` is one of the fixed assignments above (never input); `?3` in it is `now`.
-async fn binding_update(
-    tx: &mut Transaction<'_, Sqlite>,
-    op: &OperationRecord,
-    now: i64,
-    set: &'static str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
-        "update service_binding set {set}, active_operation_id = null, updated_at = ?3 \
-         where binding_id = ?1 and active_operation_id = ?2"
-    ))
-    .bind(&op.binding_id)
+    .bind(id_of_row)
     .bind(id(op.operation_id))
     .bind(now)
     .execute(&mut **tx)
@@ -567,13 +469,8 @@ async fn binding_update(
 }
 
 impl SqliteStore {
-    /// Stops a running create (provision or bind) in favour of a delete: the running
-    /// operation is failed, `replacement` becomes the active operation, and it waits
-    /// (`waits_for`) until the running attempt gives its claim back, its lease
-    /// expires, or its process is known to be gone. The running attempt notices at its
-    /// next renewal (within a second) and stops, so the delete never races its create.
-    /// `false` when `running` is no longer the active operation.
-    pub async fn supersede_operation(
+    /// One writer transaction, so nothing lands between the read and the writes.
+    pub(in crate::store) async fn supersede_operation(
         &self,
         target: OperationTarget<'_>,
         running: Uuid,
@@ -640,13 +537,9 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// Enqueues a `revoke` for up to `limit` bindings that are ready, past their
-    /// `expires_at`, not revoked, not being changed by the platform, without a
-    /// revocation already queued and without one that failed in the last minute;
-    /// oldest expiry first. One writer transaction; the
-    /// unique partial index `operation_one_revoke` keeps it idempotent all the same.
-    /// Returns how many were enqueued.
-    pub async fn enqueue_revocations(
+    /// One writer transaction; the unique partial index `operation_one_revoke` keeps
+    /// it idempotent all the same.
+    pub(in crate::store) async fn enqueue_revocations(
         &self,
         limit: i64,
         deadline: Duration,
@@ -688,8 +581,7 @@ impl SqliteStore {
         Ok(enqueued)
     }
 
-    /// Operations waiting or running, and the age in seconds of the oldest of them.
-    pub async fn queue_stats(&self) -> Result<(i64, f64), sqlx::Error> {
+    pub(in crate::store) async fn queue_stats(&self) -> Result<(i64, f64), sqlx::Error> {
         let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
             "select count(*), min(created_at) from operation where state = 'in progress'",
         )
