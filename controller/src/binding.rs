@@ -199,6 +199,11 @@ impl Pass {
                 return Ok(self.retry());
             }
         };
+        self.bind(&target, &params).await
+    }
+
+    /// Records the bind in the status, then sends it.
+    async fn bind(&mut self, target: &Target, params: &parameters::Parameters) -> Result<Action> {
         if self.status.current_operation.is_none() {
             self.status.operation_start_time = Some(conditions::now_rfc3339());
         }
@@ -241,7 +246,7 @@ impl Pass {
             .bind(&iid, &bid, &body, self.sb.spec.user_info.as_ref())
             .await
         {
-            Ok(reply) => self.bind_reply(&target, reply).await,
+            Ok(reply) => self.bind_reply(target, reply).await,
             Err(e) if e.timed_out => {
                 self.terminal("BindCallFailed", &format!("Error binding: {e}"));
                 self.start_orphan_mitigation().await

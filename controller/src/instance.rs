@@ -671,9 +671,25 @@ impl Pass {
                 self.si.spec.user_info.as_ref(),
             )
             .await;
+        if !deleting && self.retries_exhausted() {
+            // Polled for longer than allowed: given up as if the broker had said `failed`.
+            let body =
+                json!({"state": "failed", "description": "the maximum retry duration passed"});
+            let reply = Reply {
+                status: 200,
+                body: Some(body),
+            };
+            return self.poll_reply(&operation, reply).await;
+        }
         let Ok(reply) = reply else {
             return Ok(self.retry());
         };
+        self.poll_reply(&operation, reply).await
+    }
+
+    /// What a `last_operation` answer means for the operation being polled.
+    async fn poll_reply(&mut self, operation: &str, reply: Reply) -> Result<Action> {
+        let deleting = operation == DEPROVISION;
         if deleting && reply.is(410) {
             return self.deprovisioned().await;
         }
@@ -683,7 +699,7 @@ impl Pass {
             String::new()
         };
         let description = reply.field("description").unwrap_or_default().to_owned();
-        match (operation.as_str(), state.as_str(), reply.status) {
+        match (operation, state.as_str(), reply.status) {
             (_, "in progress", _) => {
                 if !description.is_empty() {
                     let reason = self
