@@ -27,28 +27,11 @@ use crate::transforms;
 pub async fn reconcile(sb: Arc<ServiceBinding>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = sb.namespace().unwrap_or_default();
     let api = Api::<ServiceBinding>::namespaced(ctx.client.clone(), &namespace);
-    let Some(sb) = api.get_opt(&sb.name_any()).await? else {
-        return Ok(Action::await_change());
+    let sb = match object::fresh(&api, &sb.name_any(), |o| o.spec.external_id.as_deref()).await? {
+        Ok(obj) => obj,
+        Err(action) => return Ok(action),
     };
     let deleting = sb.meta().deletion_timestamp.is_some();
-    if !deleting && !object::has_finalizer(&sb) {
-        object::add_finalizer(&api, &sb).await?;
-        return Ok(Action::await_change());
-    }
-    if !deleting
-        && sb
-            .spec
-            .external_id
-            .as_deref()
-            .unwrap_or_default()
-            .is_empty()
-    {
-        object::set_external_id(&api, &sb).await?;
-        return Ok(Action::await_change());
-    }
-    if deleting && !object::has_finalizer(&sb) {
-        return Ok(Action::await_change());
-    }
     let mut pass = Pass::new(api, sb, ctx);
     let action = if deleting {
         pass.delete().await
@@ -67,7 +50,7 @@ struct Pass {
     status: ServiceBindingStatus,
     ctx: Arc<Context>,
     key: String,
-    events: Vec<(bool, String, String)>,
+    events: Vec<object::PendingEvent>,
 }
 
 /// What a bind needs to know about the instance.
@@ -109,36 +92,26 @@ impl Pass {
     }
 
     fn condition(&mut self, type_: &str, ok: bool, reason: &str, message: &str) {
-        let changed = conditions::set(&mut self.status.conditions, type_, ok, reason, message);
-        if type_ == READY {
-            self.status.last_condition_state = Some(if ok {
-                "Ready".to_owned()
-            } else {
-                reason.to_owned()
-            });
-        }
-        if type_ == FAILED && ok {
-            self.status.last_condition_state = Some(reason.to_owned());
-        }
-        if changed && (type_ == READY || ok) {
-            self.events.push((
-                !ok || type_ == FAILED,
-                reason.to_owned(),
-                message.to_owned(),
-            ));
-        }
+        let status = &mut self.status;
+        conditions::record(
+            &mut status.conditions,
+            &mut status.last_condition_state,
+            &mut self.events,
+            (type_, ok),
+            reason,
+            message,
+        );
     }
 
     async fn save(&mut self) -> Result<()> {
-        if self.sb.status.as_ref() != Some(&self.status) {
-            let mut updated = self.sb.clone();
-            updated.status = Some(self.status.clone());
-            self.sb = object::write_status(&self.api, &updated).await?;
-        }
-        for (warning, reason, message) in std::mem::take(&mut self.events) {
-            self.ctx.event(&self.sb, warning, &reason, &message).await;
-        }
-        Ok(())
+        object::save(
+            &self.api,
+            &mut self.sb,
+            &self.status,
+            &mut self.events,
+            &self.ctx,
+        )
+        .await
     }
 
     fn retry(&self) -> Action {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::api::{ListParams, ObjectMeta, PostParams};
+use kube::core::object::{HasSpec, HasStatus};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::Value;
@@ -17,7 +18,7 @@ use crate::crd::{
     CatalogEntryStatus, ClusterServiceBroker, ClusterServiceClass, ClusterServiceClassSpec,
     ClusterServicePlan, ClusterServicePlanSpec, NameRef, ServiceInstance,
 };
-use crate::names;
+use crate::{names, object};
 
 /// Label on classes and plans naming their broker, to list them.
 pub const BROKER_LABEL: &str = "servicecatalog.k8s.io/broker";
@@ -46,53 +47,28 @@ pub async fn reconcile(broker: Arc<ClusterServiceBroker>, ctx: Arc<Context>) -> 
     let outcome = fetch_and_sync(&broker, &ctx).await;
     let mut status = status;
     status.observed_generation = Some(generation);
-    let (changed, warning, reason, message) = match &outcome {
-        Ok(counts) => {
+    let (ok, reason, message) = match &outcome {
+        Ok((classes, plans)) => {
             status.reconciled_generation = Some(generation);
             status.last_catalog_retrieval_time = Some(conditions::now_rfc3339());
             let message = format!(
-                "Successfully fetched catalog entries from broker ({} classes, {} plans).",
-                counts.0, counts.1
+                "Successfully fetched catalog entries from broker ({classes} classes, {plans} plans)."
             );
-            (
-                conditions::set(
-                    &mut status.conditions,
-                    READY,
-                    true,
-                    "FetchedCatalog",
-                    &message,
-                ),
-                false,
-                "FetchedCatalog",
-                message,
-            )
+            (true, "FetchedCatalog", message)
         }
-        Err((reason, message)) => (
-            conditions::set(&mut status.conditions, READY, false, reason, message),
-            true,
-            *reason,
-            message.clone(),
-        ),
+        Err((reason, message)) => (false, *reason, message.clone()),
     };
-    status.last_condition_state = Some(if outcome.is_ok() {
-        "Ready".to_owned()
-    } else {
-        reason.to_owned()
-    });
-    if broker.status.as_ref() != Some(&status) {
-        // Only a real change is written: an identical write would still wake this reconciler.
-        let mut updated = broker.clone();
-        updated.status = Some(status);
-        api.replace_status(
-            &broker.name_any(),
-            &PostParams::default(),
-            serde_json::to_vec(&updated).map_err(|e| Error::Other(e.to_string()))?,
-        )
-        .await?;
-    }
-    if changed {
-        ctx.event(&broker, warning, reason, &message).await;
-    }
+    let mut events = Vec::new();
+    conditions::record(
+        &mut status.conditions,
+        &mut status.last_condition_state,
+        &mut events,
+        (READY, ok),
+        reason,
+        &message,
+    );
+    let mut broker = broker;
+    object::save(&api, &mut broker, &status, &mut events, &ctx).await?;
     metrics::counter!("bindery_controller_catalog_syncs_total", "result" => if outcome.is_ok() { "ok" } else { "error" }).increment(1);
     match outcome {
         Ok(_) => {
@@ -316,68 +292,35 @@ where
         + serde::de::DeserializeOwned
         + serde::Serialize
         + std::fmt::Debug
-        + HasEntryStatus,
+        + HasStatus<Status = CatalogEntryStatus>,
 {
     if !used {
         api.delete(&object.name_any(), &Default::default()).await?;
         return Ok(());
     }
-    if object
-        .entry_status()
-        .and_then(|s| s.removed_from_broker_catalog)
-        != Some(true)
-    {
+    if object.status().and_then(|s| s.removed_from_broker_catalog) != Some(true) {
         let mut updated = object.clone();
-        updated.set_entry_status(CatalogEntryStatus {
+        *updated.status_mut() = Some(CatalogEntryStatus {
             removed_from_broker_catalog: Some(true),
             ..Default::default()
         });
-        api.replace_status(
-            &object.name_any(),
-            &PostParams::default(),
-            serde_json::to_vec(&updated).map_err(|e| Error::Other(e.to_string()))?,
-        )
-        .await?;
+        object::write_status(api, &updated).await?;
     }
     Ok(())
 }
 
-/// Classes and plans share their status type.
-pub trait HasEntryStatus {
-    fn entry_status(&self) -> Option<&CatalogEntryStatus>;
-    fn set_entry_status(&mut self, status: CatalogEntryStatus);
-}
-
-impl HasEntryStatus for ClusterServiceClass {
-    fn entry_status(&self) -> Option<&CatalogEntryStatus> {
-        self.status.as_ref()
-    }
-    fn set_entry_status(&mut self, status: CatalogEntryStatus) {
-        self.status = Some(status);
-    }
-}
-
-impl HasEntryStatus for ClusterServicePlan {
-    fn entry_status(&self) -> Option<&CatalogEntryStatus> {
-        self.status.as_ref()
-    }
-    fn set_entry_status(&mut self, status: CatalogEntryStatus) {
-        self.status = Some(status);
-    }
-}
-
 /// Creates `object`, or replaces the spec of the existing one when it differs; an entry back
 /// in the catalog loses its removedFromBrokerCatalog mark.
-async fn upsert<K, S>(api: &Api<K>, object: K) -> Result<()>
+async fn upsert<K>(api: &Api<K>, object: K) -> Result<()>
 where
     K: Resource<DynamicType = ()>
         + Clone
         + serde::de::DeserializeOwned
         + serde::Serialize
         + std::fmt::Debug
-        + HasEntryStatus
-        + HasSpec<S>,
-    S: PartialEq + Clone,
+        + HasStatus<Status = CatalogEntryStatus>
+        + HasSpec,
+    K::Spec: PartialEq + Clone,
 {
     let name = object.name_any();
     let Some(existing) = api.get_opt(&name).await? else {
@@ -386,50 +329,21 @@ where
     };
     if existing.spec() != object.spec() {
         let mut updated = existing.clone();
-        updated.set_spec(object.spec().clone());
+        *updated.spec_mut() = object.spec().clone();
         updated.meta_mut().labels = object.meta().labels.clone();
         updated.meta_mut().owner_references = object.meta().owner_references.clone();
         api.replace(&name, &PostParams::default(), &updated).await?;
     }
     if existing
-        .entry_status()
+        .status()
         .and_then(|s| s.removed_from_broker_catalog)
         == Some(true)
     {
         let mut updated = api.get(&name).await?;
-        updated.set_entry_status(CatalogEntryStatus::default());
-        api.replace_status(
-            &name,
-            &PostParams::default(),
-            serde_json::to_vec(&updated).map_err(|e| Error::Other(e.to_string()))?,
-        )
-        .await?;
+        *updated.status_mut() = Some(CatalogEntryStatus::default());
+        object::write_status(api, &updated).await?;
     }
     Ok(())
-}
-
-/// Access to the spec of a class or plan, for [`upsert`].
-pub trait HasSpec<S> {
-    fn spec(&self) -> &S;
-    fn set_spec(&mut self, spec: S);
-}
-
-impl HasSpec<ClusterServiceClassSpec> for ClusterServiceClass {
-    fn spec(&self) -> &ClusterServiceClassSpec {
-        &self.spec
-    }
-    fn set_spec(&mut self, spec: ClusterServiceClassSpec) {
-        self.spec = spec;
-    }
-}
-
-impl HasSpec<ClusterServicePlanSpec> for ClusterServicePlan {
-    fn spec(&self) -> &ClusterServicePlanSpec {
-        &self.spec
-    }
-    fn set_spec(&mut self, spec: ClusterServicePlanSpec) {
-        self.spec = spec;
-    }
 }
 
 fn str_field(v: &Value, field: &str) -> String {

@@ -36,6 +36,37 @@ pub fn set(
     true
 }
 
+/// Sets a condition of a resource whose status has `lastConditionState` (what `kubectl get`
+/// shows): `Ready` when ready, else the reason of the last condition set; a transition of
+/// `Ready`, or a `Failed` that became true, is queued as an event (a warning unless ready).
+pub fn record(
+    conditions: &mut Vec<Condition>,
+    last_state: &mut Option<String>,
+    events: &mut Vec<crate::object::PendingEvent>,
+    (type_, ok): (&str, bool),
+    reason: &str,
+    message: &str,
+) {
+    let changed = set(conditions, type_, ok, reason, message);
+    if type_ == READY || (type_ == FAILED && ok) {
+        *last_state = Some(
+            if ok && type_ == READY {
+                "Ready"
+            } else {
+                reason
+            }
+            .to_owned(),
+        );
+    }
+    if changed && (type_ == READY || ok) {
+        events.push((
+            !ok || type_ == FAILED,
+            reason.to_owned(),
+            message.to_owned(),
+        ));
+    }
+}
+
 /// Drops condition `type_` (a `Failed` that no longer holds).
 pub fn remove(conditions: &mut Vec<Condition>, type_: &str) {
     conditions.retain(|c| c.type_ != type_);

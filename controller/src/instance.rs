@@ -31,28 +31,11 @@ const DEPROVISION: &str = "Deprovision";
 pub async fn reconcile(si: Arc<ServiceInstance>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = si.namespace().unwrap_or_default();
     let api = Api::<ServiceInstance>::namespaced(ctx.client.clone(), &namespace);
-    let Some(si) = api.get_opt(&si.name_any()).await? else {
-        return Ok(Action::await_change());
+    let si = match object::fresh(&api, &si.name_any(), |o| o.spec.external_id.as_deref()).await? {
+        Ok(obj) => obj,
+        Err(action) => return Ok(action),
     };
     let deleting = si.meta().deletion_timestamp.is_some();
-    if !deleting && !object::has_finalizer(&si) {
-        object::add_finalizer(&api, &si).await?;
-        return Ok(Action::await_change());
-    }
-    if !deleting
-        && si
-            .spec
-            .external_id
-            .as_deref()
-            .unwrap_or_default()
-            .is_empty()
-    {
-        object::set_external_id(&api, &si).await?;
-        return Ok(Action::await_change());
-    }
-    if deleting && !object::has_finalizer(&si) {
-        return Ok(Action::await_change());
-    }
     let mut pass = Pass::new(api, si, ctx);
     let action = if deleting {
         pass.delete().await
@@ -72,7 +55,7 @@ struct Pass {
     status: ServiceInstanceStatus,
     ctx: Arc<Context>,
     key: String,
-    events: Vec<(bool, String, String)>,
+    events: Vec<object::PendingEvent>,
 }
 
 /// The class and plan an instance resolved to.
@@ -101,37 +84,27 @@ impl Pass {
 
     /// Sets a condition; a transition becomes an event.
     fn condition(&mut self, type_: &str, ok: bool, reason: &str, message: &str) {
-        let changed = conditions::set(&mut self.status.conditions, type_, ok, reason, message);
-        if type_ == READY {
-            self.status.last_condition_state = Some(if ok {
-                "Ready".to_owned()
-            } else {
-                reason.to_owned()
-            });
-        }
-        if type_ == FAILED && ok {
-            self.status.last_condition_state = Some(reason.to_owned());
-        }
-        if changed && (type_ == READY || ok) {
-            self.events.push((
-                !ok || type_ == FAILED,
-                reason.to_owned(),
-                message.to_owned(),
-            ));
-        }
+        let status = &mut self.status;
+        conditions::record(
+            &mut status.conditions,
+            &mut status.last_condition_state,
+            &mut self.events,
+            (type_, ok),
+            reason,
+            message,
+        );
     }
 
     /// Writes the status when it changed, then sends the events of its transitions.
     async fn save(&mut self) -> Result<()> {
-        if self.si.status.as_ref() != Some(&self.status) {
-            let mut updated = self.si.clone();
-            updated.status = Some(self.status.clone());
-            self.si = object::write_status(&self.api, &updated).await?;
-        }
-        for (warning, reason, message) in std::mem::take(&mut self.events) {
-            self.ctx.event(&self.si, warning, &reason, &message).await;
-        }
-        Ok(())
+        object::save(
+            &self.api,
+            &mut self.si,
+            &self.status,
+            &mut self.events,
+            &self.ctx,
+        )
+        .await
     }
 
     /// Waits with backoff, then comes back.

@@ -3,12 +3,14 @@
 //! fails and the next pass starts from the truth.
 
 use kube::api::{Patch, PatchParams, PostParams};
+use kube::core::object::HasStatus;
+use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::context::{Error, Result};
+use crate::context::{Context, Error, Result};
 use crate::crd::FINALIZER;
 
 pub fn has_finalizer<K: Resource>(obj: &K) -> bool {
@@ -82,4 +84,65 @@ where
     Ok(api
         .replace_status(&obj.name_any(), &PostParams::default(), body)
         .await?)
+}
+
+/// An event to publish once the status that records its transition is stored:
+/// (warning, reason, message).
+pub type PendingEvent = (bool, String, String);
+
+/// Reads `name` afresh (level-based: not the informer's copy) and readies it for a pass: our
+/// finalizer on a live object, an external id. `Err(action)` when there is nothing more to do
+/// in this pass (gone, just patched, or deleted without our finalizer).
+pub async fn fresh<K>(
+    api: &Api<K>,
+    name: &str,
+    external_id: impl Fn(&K) -> Option<&str>,
+) -> Result<Result<K, Action>>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let Some(obj) = api.get_opt(name).await? else {
+        return Ok(Err(Action::await_change()));
+    };
+    let deleting = obj.meta().deletion_timestamp.is_some();
+    if !has_finalizer(&obj) {
+        if !deleting {
+            add_finalizer(api, &obj).await?;
+        }
+        return Ok(Err(Action::await_change()));
+    }
+    if !deleting && external_id(&obj).unwrap_or_default().is_empty() {
+        set_external_id(api, &obj).await?;
+        return Ok(Err(Action::await_change()));
+    }
+    Ok(Ok(obj))
+}
+
+/// Writes `status` when it differs from the stored one (an identical write would still wake
+/// the reconciler), then publishes the events of its transitions.
+pub async fn save<K>(
+    api: &Api<K>,
+    obj: &mut K,
+    status: &K::Status,
+    events: &mut Vec<PendingEvent>,
+    ctx: &Context,
+) -> Result<()>
+where
+    K: Resource<DynamicType = ()>
+        + HasStatus
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+    K::Status: PartialEq + Clone,
+{
+    if obj.status() != Some(status) {
+        let mut updated = obj.clone();
+        *updated.status_mut() = Some(status.clone());
+        *obj = write_status(api, &updated).await?;
+    }
+    for (warning, reason, message) in std::mem::take(events) {
+        ctx.event(obj, warning, &reason, &message).await;
+    }
+    Ok(())
 }
