@@ -126,7 +126,9 @@ fn leftovers(prefix: &str) -> Vec<String> {
 async fn service_catalog_lifecycle_against_bindery() {
     let plane = ControlPlane::start();
     let mut bindery = Bindery::start(&plane);
-    let _controller = Controller::start(&plane, "lifecycle");
+    // The controller runs with the RBAC that deploy/kubernetes/controller.yaml grants it.
+    let kubeconfig = plane.service_account_kubeconfig();
+    let _controller = Controller::start_with(&plane, "lifecycle", &kubeconfig, "service-catalog");
     let client = plane.client().await;
     plane.apply(&broker_yaml("bindery", &bindery));
 

@@ -145,6 +145,57 @@ impl ControlPlane {
         self.kubectl_stdin(&["apply", "-f", "-"], yaml);
     }
 
+    /// Installs the controller's ServiceAccount and RBAC exactly as
+    /// deploy/kubernetes/controller.yaml has them (not its Deployment: there are no nodes) and
+    /// returns a kubeconfig with that account's token, so the controller runs with only the
+    /// rights it ships with.
+    pub fn service_account_kubeconfig(&self) -> PathBuf {
+        let manifest =
+            std::fs::read_to_string(repo_root().join("deploy/kubernetes/controller.yaml")).unwrap();
+        let without_deployment: Vec<&str> = manifest
+            .split("\n---\n")
+            .filter(|doc| !doc.contains("\nkind: Deployment\n"))
+            .collect();
+        self.apply(&without_deployment.join("\n---\n"));
+        let secret = (0..150)
+            .find_map(|_| {
+                let name = self.kubectl(&[
+                    "-n",
+                    "service-catalog",
+                    "get",
+                    "serviceaccount",
+                    "bindery-controller",
+                    "-o",
+                    "jsonpath={.secrets[0].name}",
+                ]);
+                if name.is_empty() {
+                    std::thread::sleep(Duration::from_millis(200));
+                    return None;
+                }
+                Some(name)
+            })
+            .expect("the controller-manager makes the service account's token");
+        let token = self.kubectl(&[
+            "-n",
+            "service-catalog",
+            "get",
+            "secret",
+            &secret,
+            "-o",
+            "jsonpath={.data.token}",
+        ]);
+        let token = String::from_utf8(base64_decode(&token)).unwrap();
+        let path = self.dir.join("controller-kubeconfig");
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\n\
+             users:\n- name: controller\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: controller\n\
+             current-context: c\n",
+            self.env["KUBE_API"], self.env["KUBE_CA"]
+        );
+        std::fs::write(&path, config).unwrap();
+        path
+    }
+
     /// Lets the watchdog kill `pid` should the test die.
     pub fn register(&self, pid: u32) {
         use std::io::Write as _;
@@ -316,8 +367,27 @@ pub struct Controller {
     pub metrics_port: u16,
 }
 
+/// Standard base64, as kubectl prints a Secret's data.
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .expect("base64")
+}
+
 impl Controller {
+    /// With the control plane's admin credentials, its Lease in namespace default.
     pub fn start(plane: &ControlPlane, identity: &str) -> Self {
+        Self::start_with(plane, identity, &plane.kubeconfig(), "default")
+    }
+
+    /// With the credentials of `kubeconfig`, its Lease and cluster-info in `namespace`.
+    pub fn start_with(
+        plane: &ControlPlane,
+        identity: &str,
+        kubeconfig: &Path,
+        namespace: &str,
+    ) -> Self {
         let metrics_port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -325,10 +395,10 @@ impl Controller {
             .open(plane.dir.join(format!("controller-{identity}.log")))
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_bindery-controller"))
-            .env("KUBECONFIG", plane.kubeconfig())
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,kube=warn")
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--namespace", "default", "--identity", identity])
+            .args(["--namespace", namespace, "--identity", identity])
             .args(["--lease-duration", "6s", "--max-backoff", "2s"])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
