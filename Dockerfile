@@ -10,11 +10,16 @@ WORKDIR /build
 # reused as long as Cargo.toml and Cargo.lock do not change, so editing src/ rebuilds
 # only bindery itself. The stubs are an empty library, an empty main, and an empty
 # benchmark (Cargo.toml names benches/osb.rs, so it must exist for cargo to start).
+# The workspace's other member (the Kubernetes controller, controller/Dockerfile) must exist
+# for cargo to read the workspace; a stub of it is enough, it is not built here.
 COPY Cargo.toml Cargo.lock ./
+COPY controller/Cargo.toml ./controller/Cargo.toml
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
     && mkdir -p benches && echo 'fn main() {}' > benches/osb.rs \
+    && mkdir -p controller/src && echo 'fn main() {}' > controller/src/main.rs \
+    && touch controller/src/lib.rs \
     && cargo build --release --locked --bin bindery \
     && rm -rf src
 

@@ -34,6 +34,10 @@ K8S_GIT_COMMIT=faecb196815e248d3ecfb03c680a4507229c2a56
 k8s_log() { echo "k8s: $*" >&2; }
 k8s_err() { echo "k8s: error: $*" >&2; }
 k8s_now() { date +%s.%N; }
+# `grep -q` stops reading at the first match; under pipefail the writer then dies of
+# SIGPIPE and the whole pipeline fails although it matched (seen: "golang-1.15-go ... is not
+# installable" right after apt-get update). This reads all of its input.
+k8s_grep() { grep "$@" >/dev/null; }
 k8s_since() { awk -v a="$1" -v b="$(k8s_now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # Runs one build step with its output in LOG; says how long it took, or fails loudly
@@ -99,15 +103,15 @@ Pin-Priority: 500
 EOF
     changed=1
   fi
-  if [[ $changed == 1 ]] || ! apt-cache showsrc kubernetes 2>/dev/null | grep -q 'really1\.20\.2' ||
-    ! apt-cache policy golang-1.15-go 2>/dev/null | grep -q 'Candidate: 1\.15'; then
+  if [[ $changed == 1 ]] || ! apt-cache showsrc kubernetes 2>/dev/null | k8s_grep 'really1\.20\.2' ||
+    ! apt-cache policy golang-1.15-go 2>/dev/null | k8s_grep 'Candidate: 1\.15'; then
     apt-get update -q
   fi
-  apt-cache showsrc kubernetes 2>/dev/null | grep -q 'really1\.20\.2' || {
+  apt-cache showsrc kubernetes 2>/dev/null | k8s_grep 'really1\.20\.2' || {
     echo "Debian's source package kubernetes 1.20.2 is not known to apt (deb-src bookworm)"
     return 1
   }
-  apt-cache policy golang-1.15-go 2>/dev/null | grep -q 'Candidate: 1\.15' || {
+  apt-cache policy golang-1.15-go 2>/dev/null | k8s_grep 'Candidate: 1\.15' || {
     echo "golang-1.15-go (Debian bullseye) is not installable"
     return 1
   }
@@ -116,7 +120,7 @@ EOF
 k8s_apt_install() {
   local missing=() p
   for p in dpkg-dev make curl openssl ca-certificates util-linux golang-1.15-go; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | k8s_grep 'install ok installed' || missing+=("$p")
   done
   [[ ${#missing[@]} == 0 ]] && return 0
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
@@ -164,10 +168,10 @@ k8s_unpack_debs() { # work dir, output dir
 
 k8s_verify_bins() { # dir
   local d=$1
-  "$d/kube-apiserver" --version | grep -qx "Kubernetes $K8S_VERSION" &&
-    "$d/kube-controller-manager" --version | grep -qx "Kubernetes $K8S_VERSION" &&
-    "$d/etcd" --version | grep -q '^etcd Version: 3\.4\.' &&
-    "$d/kubectl" version --client --short | grep -q "$K8S_VERSION"
+  "$d/kube-apiserver" --version | k8s_grep -x "Kubernetes $K8S_VERSION" &&
+    "$d/kube-controller-manager" --version | k8s_grep -x "Kubernetes $K8S_VERSION" &&
+    "$d/etcd" --version | k8s_grep '^etcd Version: 3\.4\.' &&
+    "$d/kubectl" version --client --short | k8s_grep "$K8S_VERSION"
 }
 
 # Installs what it needs, builds kube-apiserver and kube-controller-manager once and
@@ -256,7 +260,7 @@ k8s_alive() { # dir, name
   local pid
   pid=$(cat "$1/run/$2.pid" 2>/dev/null) || return 1
   [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null &&
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "/$2 "
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | k8s_grep "/$2 "
 }
 
 # Starts NAME detached (its own session), its output in DIR/logs/NAME.log, its pid in
