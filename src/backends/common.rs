@@ -6,6 +6,7 @@
 //! Nothing here talks to a server; each backend keeps its own client.
 
 use std::fmt;
+use std::sync::LazyLock;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::{ExposeSecret, SecretString};
@@ -253,6 +254,15 @@ impl Endpoint {
         url.to_string()
     }
 
+    /// The credentials of a Service Binding `service_type` reached at this endpoint:
+    /// `type`, `provider`, `uri`, `host` and `port`; the backend adds the rest.
+    pub fn credentials(&self, service_type: &str, uri: String) -> Credentials {
+        Credentials::service_binding(service_type)
+            .with("uri", uri)
+            .with("host", self.host.clone())
+            .with("port", self.port.to_string())
+    }
+
     /// `jdbc:<subprotocol>://<host>:<port>/<database>?user=<user>&password=<password>`,
     /// the values percent-encoded.
     pub fn jdbc_url(
@@ -284,17 +294,13 @@ pub fn database_credentials(
     password: &SecretString,
 ) -> Credentials {
     let password = password.expose_secret();
-    Credentials::service_binding(service_type)
-        .with(
-            "uri",
-            endpoint.uri(scheme, username, password, Some(database)),
-        )
+    let uri = endpoint.uri(scheme, username, password, Some(database));
+    endpoint
+        .credentials(service_type, uri)
         .with(
             "jdbc_url",
             endpoint.jdbc_url(jdbc_subprotocol, database, username, password),
         )
-        .with("host", endpoint.host.clone())
-        .with("port", endpoint.port.to_string())
         .with("database", database)
         .with("username", username)
         .with("password", password)
@@ -339,6 +345,35 @@ pub fn random_salt<const N: usize>() -> Result<[u8; N], BackendError> {
         )
     })?;
     Ok(salt)
+}
+
+/// The mapping of a plan's `backend.settings` (`null`: an empty one), or the one
+/// problem `not_a_mapping`.
+pub fn settings_map<'a>(
+    settings: &'a Value,
+    not_a_mapping: &str,
+) -> Result<&'a Map<String, Value>, Vec<String>> {
+    static EMPTY: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
+    match settings {
+        Value::Null => Ok(&EMPTY),
+        Value::Object(map) => Ok(map),
+        _ => Err(vec![not_a_mapping.to_owned()]),
+    }
+}
+
+/// One problem per key of `map` that is not among `known`: "unknown <setting> "key"
+/// (known: ...)".
+pub fn unknown_keys(map: &Map<String, Value>, known: &[&str], setting: &str) -> Vec<String> {
+    map.keys()
+        .filter(|key| !known.contains(&key.as_str()))
+        .map(|key| format!("unknown {setting} {key:?} (known: {})", known.join(", ")))
+        .collect()
+}
+
+/// The error of an operation on a plan whose settings do not parse: `what` ("The
+/// plan's MariaDB settings are invalid") and the problems.
+pub fn invalid_plan_settings(what: &str, problems: Vec<String>) -> BackendError {
+    BackendError::Failed(format!("{what}: {}", problems.join("; ")))
 }
 
 /// The problems of a plan's settings as a list (empty when they parse).
@@ -420,23 +455,24 @@ mod tests {
         out
     }
 
-    /// The URIs as PostgreSQL, MariaDB and RabbitMQ formatted them by hand.
-    fn old_uri(scheme: &str, host: &str, port: u16, user: &str, pw: &str, path: &str) -> String {
-        let host = if host.contains(':') && !host.starts_with('[') {
+    /// The host as the backends put it into their URIs by hand.
+    fn old_host(host: &str) -> String {
+        if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]")
         } else {
             host.to_owned()
-        };
+        }
+    }
+
+    /// The URIs as PostgreSQL, MariaDB and RabbitMQ formatted them by hand.
+    fn old_uri(scheme: &str, host: &str, port: u16, user: &str, pw: &str, path: &str) -> String {
+        let host = old_host(host);
         let e = old_percent_encode;
         format!("{scheme}://{}:{}@{host}:{port}/{}", e(user), e(pw), e(path))
     }
 
     fn old_jdbc(sub: &str, host: &str, port: u16, user: &str, pw: &str, db: &str) -> String {
-        let host = if host.contains(':') && !host.starts_with('[') {
-            format!("[{host}]")
-        } else {
-            host.to_owned()
-        };
+        let host = old_host(host);
         let e = old_percent_encode;
         format!(
             "jdbc:{sub}://{host}:{port}/{}?user={}&password={}",

@@ -500,33 +500,13 @@ pub fn check_plan_settings(settings: &Value) -> Vec<String> {
 
 fn plan_settings_or_error(settings: &Value) -> Result<PlanSettings, BackendError> {
     parse_plan_settings(settings).map_err(|problems| {
-        BackendError::Failed(format!(
-            "The plan's MariaDB settings are invalid: {}",
-            problems.join("; ")
-        ))
+        common::invalid_plan_settings("The plan's MariaDB settings are invalid", problems)
     })
 }
 
 fn parse_plan_settings(settings: &Value) -> Result<PlanSettings, Vec<String>> {
-    let empty = Map::new();
-    let map = match settings {
-        Value::Null => &empty,
-        Value::Object(map) => map,
-        _ => {
-            return Err(vec![
-                "the MariaDB plan settings must be a mapping".to_owned(),
-            ]);
-        }
-    };
-    let mut problems = Vec::new();
-    for key in map.keys() {
-        if !PLAN_KEYS.contains(&key.as_str()) {
-            problems.push(format!(
-                "unknown MariaDB plan setting {key:?} (known: {})",
-                PLAN_KEYS.join(", ")
-            ));
-        }
-    }
+    let map = common::settings_map(settings, "the MariaDB plan settings must be a mapping")?;
+    let mut problems = common::unknown_keys(map, &PLAN_KEYS, "MariaDB plan setting");
     let max_user_connections = match map.get("max_user_connections") {
         None => 0,
         Some(v) => match v.as_u64() {

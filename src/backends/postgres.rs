@@ -140,12 +140,18 @@ impl PostgresBackend {
         }
     }
 
-    async fn role_exists(&self, role: &Ident) -> Result<bool, BackendError> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-            .bind(role.as_str())
+    /// Runs `query`, a `SELECT EXISTS` of one object named `$1`.
+    async fn exists(&self, query: &str, name: &Ident, what: &str) -> Result<bool, BackendError> {
+        sqlx::query_scalar(query)
+            .bind(name.as_str())
             .fetch_one(&self.pool)
             .await
-            .map_err(|e| classify(e, "look up a role"))
+            .map_err(|e| classify(e, what))
+    }
+
+    async fn role_exists(&self, role: &Ident) -> Result<bool, BackendError> {
+        let query = "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)";
+        self.exists(query, role, "look up a role").await
     }
 
     /// Whether `role` is a direct member of `group`.
@@ -163,11 +169,8 @@ impl PostgresBackend {
     }
 
     async fn database_exists(&self, database: &Ident) -> Result<bool, BackendError> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(database.as_str())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| classify(e, "look up a database"))
+        let query = "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)";
+        self.exists(query, database, "look up a database").await
     }
 
     /// A non-superuser admin (CREATEDB + CREATEROLE) must be a member of a role to
@@ -595,10 +598,7 @@ struct Desired {
 /// created in every instance's database) and `allowed_extensions` (extensions an
 /// instance may request with its `extensions` parameter).
 pub fn check_plan_settings(settings: &Value) -> Vec<String> {
-    match parse_plan_settings(settings) {
-        Ok(_) => Vec::new(),
-        Err(problems) => problems,
-    }
+    common::problems(parse_plan_settings(settings))
 }
 
 /// What a plan's settings allow of instance parameters: `connection_limit` from 1 to
@@ -637,29 +637,13 @@ pub fn parameter_bounds(settings: &Value) -> Vec<super::ParameterBound> {
 
 fn plan_settings_or_error(settings: &Value) -> Result<PlanSettings, BackendError> {
     parse_plan_settings(settings).map_err(|problems| {
-        BackendError::Failed(format!(
-            "The plan's PostgreSQL settings are not valid: {}",
-            problems.join("; ")
-        ))
+        common::invalid_plan_settings("The plan's PostgreSQL settings are not valid", problems)
     })
 }
 
 fn parse_plan_settings(settings: &Value) -> Result<PlanSettings, Vec<String>> {
-    let empty = Map::new();
-    let map = match settings {
-        Value::Null => &empty,
-        Value::Object(map) => map,
-        _ => return Err(vec!["the postgres settings must be an object".to_owned()]),
-    };
-    let mut problems = Vec::new();
-    for key in map.keys() {
-        if !PLAN_KEYS.contains(&key.as_str()) {
-            problems.push(format!(
-                "unknown postgres setting {key:?} (known: {})",
-                PLAN_KEYS.join(", ")
-            ));
-        }
-    }
+    let map = common::settings_map(settings, "the postgres settings must be an object")?;
+    let mut problems = common::unknown_keys(map, &PLAN_KEYS, "postgres setting");
     let mut integer = |key: &str, min: i64, max: i64| -> Option<i64> {
         let value = map.get(key)?;
         match value.as_i64() {

@@ -395,10 +395,9 @@ impl ServiceBackend for RabbitmqBackend {
         // Both are [a-z0-9_] / alphanumeric, so these cannot fail on an http(s) URL.
         let _ = http_api_uri.set_username(&user);
         let _ = http_api_uri.set_password(Some(secret));
-        Ok(Credentials::service_binding("rabbitmq")
-            .with("uri", uri)
-            .with("host", self.amqp.host.clone())
-            .with("port", self.amqp.port.to_string())
+        Ok(self
+            .amqp
+            .credentials("rabbitmq", uri)
             .with("vhost", vhost)
             .with("username", user)
             .with("password", secret)
@@ -418,10 +417,9 @@ impl ServiceBackend for RabbitmqBackend {
 /// Problems in a plan's `backend.settings` for the RabbitMQ backend, one message each:
 /// an object with the optional integers `max_connections` and `max_queues` (1..=100000).
 pub fn check_plan_settings(settings: &Value) -> Vec<String> {
-    let map = match settings {
-        Value::Null => return Vec::new(),
-        Value::Object(map) => map,
-        _ => return vec!["the RabbitMQ plan settings must be a mapping".to_owned()],
+    let map = match common::settings_map(settings, "the RabbitMQ plan settings must be a mapping") {
+        Ok(map) => map,
+        Err(problems) => return problems,
     };
     let mut problems = Vec::new();
     for (key, value) in map {

@@ -93,15 +93,10 @@ pub fn check_plan_settings(settings: &Value) -> Vec<String> {
 
 fn parse_settings(settings: &Value) -> Result<PlanSettings, Vec<String>> {
     let mut parsed = PlanSettings { allow_pubsub: true };
-    let map = match settings {
-        Value::Null => return Ok(parsed),
-        Value::Object(map) => map,
-        _ => {
-            return Err(vec![
-                "redis backend settings must be an object (or be left out)".to_owned(),
-            ]);
-        }
-    };
+    let map = common::settings_map(
+        settings,
+        "redis backend settings must be an object (or be left out)",
+    )?;
     let mut problems = Vec::new();
     for (key, value) in map {
         match key.as_str() {
@@ -608,10 +603,7 @@ impl RedisBackend {
 }
 
 fn invalid_settings(problems: Vec<String>) -> BackendError {
-    BackendError::Failed(format!(
-        "The plan's redis settings are invalid: {}",
-        problems.join("; ")
-    ))
+    common::invalid_plan_settings("The plan's redis settings are invalid", problems)
 }
 
 #[async_trait]
@@ -727,10 +719,9 @@ impl ServiceBackend for RedisBackend {
         self.persist_acl(&mut conn).await?;
 
         let uri = self.endpoint.uri("redis", &user, password, None);
-        Ok(Credentials::service_binding("redis")
-            .with("uri", uri)
-            .with("host", self.endpoint.host.clone())
-            .with("port", self.endpoint.port.to_string())
+        Ok(self
+            .endpoint
+            .credentials("redis", uri)
             .with("username", user)
             .with("password", password)
             .with("key_prefix", names.key_prefix))
