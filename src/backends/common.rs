@@ -7,11 +7,13 @@
 
 use std::fmt;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use tracing::log::LevelFilter;
 use url::Url;
 
 use super::{BackendError, Credentials};
@@ -72,6 +74,21 @@ impl ServerConfig {
         Ok((url, prefix))
     }
 
+    /// The options of an sqlx admin connection from the admin URL (after [`Self::check`]),
+    /// statement logging off: statements carry password hashes or verifiers.
+    pub fn sqlx_options<O: sqlx::ConnectOptions>(
+        &self,
+        server: &str,
+        schemes: &[&str],
+    ) -> anyhow::Result<(O, NamePrefix)> {
+        let (_, prefix) = self.check(server, schemes)?;
+        let options = O::from_str(self.admin_url.expose_secret())
+            .map_err(|_| invalid_admin_url(server, schemes))?
+            .log_statements(LevelFilter::Off)
+            .log_slow_statements(LevelFilter::Off, Duration::from_secs(3600));
+        Ok((options, prefix))
+    }
+
     /// The endpoint written into credentials: the configured host and port, else the
     /// admin connection's. `admin_host` is `None` when the admin connection uses a Unix
     /// socket, which applications cannot be given.
@@ -89,6 +106,27 @@ impl ServerConfig {
             ),
         };
         Endpoint::new(server, host, self.credentials_port.unwrap_or(admin_port))
+    }
+}
+
+/// What a backend on a shared server keeps besides its client: where applications
+/// reach the server, and the prefix of every name it creates. It holds no secret, so
+/// it is what a backend's `Debug` shows.
+#[derive(Debug, Clone)]
+pub struct SharedServer {
+    /// Host and port written into credentials.
+    pub endpoint: Endpoint,
+    /// Prefix of generated names.
+    pub prefix: NamePrefix,
+}
+
+impl SharedServer {
+    /// A backend's `Debug`: its name and this, nothing else (its client or connect
+    /// options would print the admin password).
+    pub fn debug_as(&self, backend: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(backend)
+            .field("server", self)
+            .finish_non_exhaustive()
     }
 }
 
@@ -437,6 +475,12 @@ pub fn unexpected(server: &str, err: &sqlx::Error, what: &str) -> BackendError {
     ))
 }
 
+/// A JSON object as parameters, for tests.
+#[cfg(test)]
+pub(crate) fn params(object: Value) -> Map<String, Value> {
+    object.as_object().expect("a JSON object").clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,7 +668,6 @@ mod tests {
 
     #[test]
     fn read_only_parameters() {
-        let params = |v: Value| v.as_object().unwrap().clone();
         assert!(!read_only_parameter(&Map::new()).unwrap());
         assert!(!read_only_parameter(&params(json!({"read_only": null}))).unwrap());
         assert!(read_only_parameter(&params(json!({"read_only": true, "x": 1}))).unwrap());

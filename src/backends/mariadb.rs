@@ -27,18 +27,16 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
+use sqlx::Executor;
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
-use sqlx::{ConnectOptions, Executor};
-use tracing::log::LevelFilter;
 
-use super::common::{self, Endpoint, NamePrefix, ServerConfig, is_binding_user};
+use super::common::{self, ServerConfig, SharedServer, is_binding_user};
 use super::{BackendError, BindingSpec, Credentials, InstanceSpec, ServiceBackend, UpdateSpec};
 
 pub use super::common::DEFAULT_NAME_PREFIX;
@@ -93,18 +91,12 @@ pub type MariaDbBackendConfig = ServerConfig;
 /// The `mariadb` backend. Holds a small lazy pool of admin connections.
 pub struct MariaDbBackend {
     pool: MySqlPool,
-    endpoint: Endpoint,
-    prefix: NamePrefix,
+    server: SharedServer,
 }
 
 impl fmt::Debug for MariaDbBackend {
-    // The pool's connect options would print the admin password: show harmless fields.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = "MariaDbBackend";
-        f.debug_struct(name)
-            .field("endpoint", &self.endpoint)
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
+        self.server.debug_as("MariaDbBackend", f)
     }
 }
 
@@ -143,13 +135,8 @@ impl MariaDbBackend {
     /// bindery starts even while the server is down. Must be called inside a Tokio
     /// runtime (the pool starts its maintenance task).
     pub fn new(config: MariaDbBackendConfig) -> anyhow::Result<Self> {
-        const SCHEMES: [&str; 2] = ["mysql", "mariadb"];
-        let (_, prefix) = config.check(SERVER, &SCHEMES)?;
-        let admin_options = MySqlConnectOptions::from_str(config.admin_url.expose_secret())
-            .map_err(|_| common::invalid_admin_url(SERVER, &SCHEMES))?
-            // Statements carry password hashes: never log them.
-            .log_statements(LevelFilter::Off)
-            .log_slow_statements(LevelFilter::Off, Duration::from_secs(3600));
+        let (admin_options, prefix) =
+            config.sqlx_options::<MySqlConnectOptions>(SERVER, &["mysql", "mariadb"])?;
         let admin_host =
             Some(admin_options.get_host()).filter(|_| admin_options.get_socket().is_none());
         let endpoint = config.endpoint(SERVER, admin_host, admin_options.get_port())?;
@@ -170,24 +157,23 @@ impl MariaDbBackend {
             .connect_lazy_with(admin_options);
         Ok(Self {
             pool,
-            endpoint,
-            prefix,
+            server: SharedServer { endpoint, prefix },
         })
     }
 
     /// The database of an instance: `<prefix>_<h(instance)>`, 37 characters at most.
     fn database_name(&self, instance_id: &str) -> String {
-        self.prefix.instance_name(instance_id)
+        self.server.prefix.instance_name(instance_id)
     }
 
     /// What every binding user of an instance starts with: `<prefix>_<h(instance)[..12]>_`.
     fn user_prefix(&self, instance_id: &str) -> String {
-        self.prefix.user_prefix(instance_id)
+        self.server.prefix.user_prefix(instance_id)
     }
 
     /// The user of a binding: the instance's user prefix and `h(binding)[..12]`.
     fn binding_user(&self, instance_id: &str, binding_id: &str) -> String {
-        self.prefix.binding_user(instance_id, binding_id)
+        self.server.prefix.binding_user(instance_id, binding_id)
     }
 
     /// Runs one statement as text (account-management statements cannot be prepared
@@ -316,7 +302,7 @@ impl MariaDbBackend {
     fn credentials(&self, database: &str, username: &str, password: &SecretString) -> Credentials {
         common::database_credentials(
             ["mysql", "mysql", "mariadb"],
-            &self.endpoint,
+            &self.server.endpoint,
             database,
             username,
             password,
@@ -489,6 +475,12 @@ impl ServiceBackend for MariaDbBackend {
     }
 }
 
+fn plan_settings_or_error(settings: &Value) -> Result<PlanSettings, BackendError> {
+    parse_plan_settings(settings).map_err(|problems| {
+        common::invalid_plan_settings("The plan's MariaDB settings are invalid", problems)
+    })
+}
+
 /// Problems in a plan's `backend.settings`, one message each (unknown keys too).
 ///
 /// Settings, all optional: `max_user_connections` (integer 0..=100000, default 0 =
@@ -496,12 +488,6 @@ impl ServiceBackend for MariaDbBackend {
 /// character set's), both matching `^[a-z0-9_]+$`.
 pub fn check_plan_settings(settings: &Value) -> Vec<String> {
     common::problems(parse_plan_settings(settings))
-}
-
-fn plan_settings_or_error(settings: &Value) -> Result<PlanSettings, BackendError> {
-    parse_plan_settings(settings).map_err(|problems| {
-        common::invalid_plan_settings("The plan's MariaDB settings are invalid", problems)
-    })
 }
 
 fn parse_plan_settings(settings: &Value) -> Result<PlanSettings, Vec<String>> {
@@ -676,11 +662,8 @@ fn refusal(number: u16, what: &str, message: &str) -> BackendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backends::common::params;
     use serde_json::json;
-
-    fn params(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
 
     #[test]
     fn native_password_hash_matches_mariadb() {
@@ -770,11 +753,11 @@ mod tests {
 
     #[tokio::test]
     async fn credentials_and_debug_never_leak() {
+        let admin_url = SecretString::from("mysql://admin:s3cr3tpw@db.example:6543/mysql");
         let backend = MariaDbBackend::new(MariaDbBackendConfig {
-            admin_url: SecretString::from("mysql://admin:s3cr3tpw@db.example:6543/mysql"),
             credentials_host: Some("::1".to_owned()),
-            credentials_port: None,
             name_prefix: "bd".to_owned(),
+            ..MariaDbBackendConfig::new(admin_url)
         })
         .unwrap();
         let debug = format!("{backend:?}");

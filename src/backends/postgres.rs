@@ -16,7 +16,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,10 +26,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool};
-use tracing::log::LevelFilter;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
 
-use super::common::{self, Endpoint, NamePrefix, ServerConfig};
+use super::common::{self, ServerConfig, SharedServer};
 use super::sql_ident::{Ident, InstanceNames, is_valid_extension_name, quote_literal};
 use super::{BackendError, BindingSpec, Credentials, InstanceSpec, ServiceBackend, UpdateSpec};
 
@@ -76,18 +74,12 @@ pub struct PostgresBackend {
     pool: PgPool,
     /// Kept to connect to instance databases with the same credentials and TLS settings.
     admin_options: PgConnectOptions,
-    endpoint: Endpoint,
-    prefix: NamePrefix,
+    server: SharedServer,
 }
 
 impl fmt::Debug for PostgresBackend {
-    // `PgConnectOptions` would print the admin password: show only harmless fields.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = "PostgresBackend";
-        f.debug_struct(name)
-            .field("endpoint", &self.endpoint)
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
+        self.server.debug_as("PostgresBackend", f)
     }
 }
 
@@ -95,14 +87,9 @@ impl PostgresBackend {
     /// Checks the configuration and prepares a lazy admin pool. Does not connect:
     /// bindery starts even while the server is down.
     pub fn new(config: PostgresBackendConfig) -> anyhow::Result<Self> {
-        const SCHEMES: [&str; 2] = ["postgres", "postgresql"];
-        let (_, prefix) = config.check(SERVER, &SCHEMES)?;
-        let admin_options = PgConnectOptions::from_str(config.admin_url.expose_secret())
-            .map_err(|_| common::invalid_admin_url(SERVER, &SCHEMES))?
-            .application_name("bindery")
-            // Statements carry SCRAM verifiers: never log them.
-            .log_statements(LevelFilter::Off)
-            .log_slow_statements(LevelFilter::Off, Duration::from_secs(3600));
+        let (admin_options, prefix) =
+            config.sqlx_options::<PgConnectOptions>(SERVER, &["postgres", "postgresql"])?;
+        let admin_options = admin_options.application_name("bindery");
         let admin_host = Some(admin_options.get_host()).filter(|h| !h.starts_with('/'));
         let endpoint = config.endpoint(SERVER, admin_host, admin_options.get_port())?;
 
@@ -113,13 +100,12 @@ impl PostgresBackend {
         Ok(Self {
             pool,
             admin_options,
-            endpoint,
-            prefix,
+            server: SharedServer { endpoint, prefix },
         })
     }
 
     fn names(&self, instance_id: &str) -> InstanceNames {
-        InstanceNames::new(self.prefix.as_str(), instance_id)
+        InstanceNames::new(self.server.prefix.as_str(), instance_id)
             .expect("the prefix was validated by PostgresBackend::new")
     }
 
@@ -300,7 +286,7 @@ impl PostgresBackend {
     fn credentials(&self, database: &Ident, role: &Ident, password: &SecretString) -> Credentials {
         common::database_credentials(
             ["postgresql", "postgresql", "postgresql"],
-            &self.endpoint,
+            &self.server.endpoint,
             database.as_str(),
             role.as_str(),
             password,
@@ -853,11 +839,8 @@ fn classify(err: sqlx::Error, what: &str) -> BackendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backends::common::params;
     use serde_json::json;
-
-    fn params(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
 
     #[test]
     fn scram_verifier_matches_postgresql() {

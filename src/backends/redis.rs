@@ -24,7 +24,7 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::common::{self, Endpoint, ID_HASH_LEN, NamePrefix, ServerConfig, id_hash};
+use super::common::{self, ID_HASH_LEN, ServerConfig, SharedServer, id_hash};
 use super::{BackendError, BindingSpec, Credentials, InstanceSpec, ServiceBackend, UpdateSpec};
 
 pub use super::common::DEFAULT_NAME_PREFIX;
@@ -61,21 +61,10 @@ pub type RedisBackendConfig = ServerConfig;
 pub struct RedisBackend {
     client: Client,
     connection: Mutex<Option<MultiplexedConnection>>,
-    endpoint: Endpoint,
-    prefix: NamePrefix,
+    server: SharedServer,
     /// Operator warnings (open `default` user, ACLs not persisted) are logged once.
     warned_default_user: AtomicBool,
     warned_no_aclfile: AtomicBool,
-}
-
-impl fmt::Debug for RedisBackend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The client holds the admin password: never print it.
-        f.debug_struct("RedisBackend")
-            .field("endpoint", &self.endpoint)
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The plan settings, parsed.
@@ -373,8 +362,7 @@ impl RedisBackend {
         Ok(Self {
             client,
             connection: Mutex::new(None),
-            endpoint,
-            prefix,
+            server: SharedServer { endpoint, prefix },
             warned_default_user: AtomicBool::new(false),
             warned_no_aclfile: AtomicBool::new(false),
         })
@@ -383,13 +371,17 @@ impl RedisBackend {
     /// The key prefix of an instance: `<name_prefix>:<h(instance)>:`. Bindings' keys and
     /// channels must start with it.
     pub fn key_prefix(&self, instance_id: &str) -> String {
-        format!("{}:{}:", self.prefix, id_hash(instance_id, ID_HASH_LEN))
+        format!(
+            "{}:{}:",
+            self.server.prefix,
+            id_hash(instance_id, ID_HASH_LEN)
+        )
     }
 
     /// The ACL user name of a binding: `<name_prefix>_<h(instance)[..12]>_<h(binding)[..12]>`
     /// (Redis has no length limit on user names).
     pub fn user_name(&self, instance_id: &str, binding_id: &str) -> String {
-        self.prefix.binding_user(instance_id, binding_id)
+        self.server.prefix.binding_user(instance_id, binding_id)
     }
 
     fn names(&self, instance_id: &str) -> Result<InstanceNames, BackendError> {
@@ -398,7 +390,7 @@ impl RedisBackend {
         Ok(InstanceNames {
             key_prefix,
             pattern,
-            user_prefix: self.prefix.user_prefix(instance_id),
+            user_prefix: self.server.prefix.user_prefix(instance_id),
         })
     }
 
@@ -606,6 +598,12 @@ fn invalid_settings(problems: Vec<String>) -> BackendError {
     common::invalid_plan_settings("The plan's redis settings are invalid", problems)
 }
 
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.server.debug_as("RedisBackend", f)
+    }
+}
+
 #[async_trait]
 impl ServiceBackend for RedisBackend {
     fn check_plan_settings(&self, settings: &Value) -> Vec<String> {
@@ -718,8 +716,9 @@ impl ServiceBackend for RedisBackend {
             .map_err(|e| map_error(&e, "create the binding's user (ACL SETUSER)"))?;
         self.persist_acl(&mut conn).await?;
 
-        let uri = self.endpoint.uri("redis", &user, password, None);
+        let uri = self.server.endpoint.uri("redis", &user, password, None);
         Ok(self
+            .server
             .endpoint
             .credentials("redis", uri)
             .with("username", user)
