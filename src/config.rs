@@ -15,6 +15,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::backends::common::{DEFAULT_NAME_PREFIX, ServerConfig};
+use crate::backends::rabbitmq::RabbitmqBackendConfig;
+
 /// One environment variable: its name, the setting it fills (dotted path), whether it
 /// is a secret (then `<NAME>_FILE` works too), and what it means.
 #[derive(Debug, Clone, Copy)]
@@ -506,7 +509,7 @@ impl Default for WorkerSettings {
 #[serde(deny_unknown_fields)]
 pub struct BackendSettings {
     /// The PostgreSQL server that hosts `postgresql` instances.
-    pub postgresql: Option<PostgresSettings>,
+    pub postgresql: Option<ServerSettings>,
     /// The RabbitMQ server that hosts `rabbitmq` instances.
     pub rabbitmq: Option<RabbitmqSettings>,
     /// The Redis server that hosts `redis` instances.
@@ -515,7 +518,7 @@ pub struct BackendSettings {
     pub mariadb: Option<ServerSettings>,
 }
 
-/// A backend reached through one admin URL (Redis, MariaDB).
+/// A backend reached through one admin URL (PostgreSQL, MariaDB, Redis).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
@@ -527,6 +530,19 @@ pub struct ServerSettings {
     pub credentials_port: Option<u16>,
     /// Prefix of generated names.
     pub name_prefix: Option<String>,
+}
+
+impl ServerSettings {
+    /// The backend's configuration, or `None` (the kind is then not served) when no
+    /// admin URL is set.
+    pub fn backend_config(&self) -> Option<ServerConfig> {
+        Some(ServerConfig {
+            credentials_host: self.credentials_host.clone(),
+            credentials_port: self.credentials_port,
+            name_prefix: name_prefix(&self.name_prefix),
+            ..ServerConfig::new(self.admin_url.clone()?)
+        })
+    }
 }
 
 /// The RabbitMQ backend.
@@ -547,18 +563,31 @@ pub struct RabbitmqSettings {
     pub name_prefix: Option<String>,
 }
 
-/// The PostgreSQL backend.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresSettings {
-    /// Admin connection URL.
-    pub admin_url: Option<SecretString>,
-    /// Host written into credentials.
-    pub credentials_host: Option<String>,
-    /// Port written into credentials.
-    pub credentials_port: Option<u16>,
-    /// Prefix of generated names.
-    pub name_prefix: Option<String>,
+impl RabbitmqSettings {
+    /// The backend's configuration, or `None` (the kind is then not served) when no
+    /// management API URL is set. The admin user defaults to RabbitMQ's `guest`.
+    pub fn backend_config(&self) -> Option<RabbitmqBackendConfig> {
+        Some(RabbitmqBackendConfig {
+            api_url: self.api_url.clone()?,
+            admin_username: self
+                .admin_username
+                .clone()
+                .unwrap_or_else(|| "guest".to_owned()),
+            admin_password: self
+                .admin_password
+                .clone()
+                .unwrap_or_else(|| SecretString::from("guest")),
+            amqp_host: self.amqp_host.clone(),
+            amqp_port: self.amqp_port,
+            name_prefix: name_prefix(&self.name_prefix),
+        })
+    }
+}
+
+fn name_prefix(configured: &Option<String>) -> String {
+    configured
+        .clone()
+        .unwrap_or_else(|| DEFAULT_NAME_PREFIX.to_owned())
 }
 
 fn default_listen() -> SocketAddr {

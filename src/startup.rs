@@ -5,19 +5,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::backends::BackendRegistry;
-use crate::backends::mariadb::{self, MariaDbBackend, MariaDbBackendConfig};
-use crate::backends::postgres::{self, PostgresBackend, PostgresBackendConfig};
-use crate::backends::rabbitmq::{self, RabbitmqBackend, RabbitmqBackendConfig};
-use crate::backends::redis::{self, RedisBackend, RedisBackendConfig};
+use crate::backends::common::ServerConfig;
+use crate::backends::mariadb::{self, MariaDbBackend};
+use crate::backends::postgres::{self, PostgresBackend};
+use crate::backends::rabbitmq::{self, RabbitmqBackend};
+use crate::backends::redis::{self, RedisBackend};
+use crate::backends::{BackendRegistry, ServiceBackend, SettingsChecker};
 use crate::broker::{Broker, BrokerOptions};
 use crate::catalog::load_catalog;
-use crate::config::Settings;
+use crate::config::{ServerSettings, Settings};
 use crate::crypto::Keyring;
 use crate::http::{AppState, Authenticator, HttpOptions, MinimumVersion};
 use crate::osb::ApiVersion;
@@ -27,93 +28,50 @@ use crate::worker::{Worker, WorkerOptions};
 /// The built-in backends, registered where their server is configured and declared
 /// "known but unconfigured" otherwise (their plans are then not served).
 pub fn builtin_backends(settings: &Settings) -> anyhow::Result<BackendRegistry> {
+    type Build = fn(ServerConfig) -> anyhow::Result<Arc<dyn ServiceBackend>>;
     let mut registry = BackendRegistry::new();
     let backends = &settings.backends;
-    let prefix = |p: &Option<String>| p.clone().unwrap_or_else(|| "bindery".to_owned());
-
-    let postgresql = backends
-        .postgresql
-        .as_ref()
-        .and_then(|s| Some((s, s.admin_url.clone()?)));
-    register(
-        &mut registry,
-        "postgresql",
-        postgres::check_plan_settings,
-        "set BINDERY_POSTGRES_ADMIN_URL",
-        postgresql,
-        |(s, admin_url)| {
-            Ok(Arc::new(PostgresBackend::new(PostgresBackendConfig {
-                admin_url,
-                credentials_host: s.credentials_host.clone(),
-                credentials_port: s.credentials_port,
-                name_prefix: prefix(&s.name_prefix),
-            })?))
-        },
-    )?;
-    let mariadb = backends
-        .mariadb
-        .as_ref()
-        .and_then(|s| Some((s, s.admin_url.clone()?)));
-    register(
-        &mut registry,
-        "mariadb",
-        mariadb::check_plan_settings,
-        "set BINDERY_MARIADB_ADMIN_URL",
-        mariadb,
-        |(s, admin_url)| {
-            Ok(Arc::new(MariaDbBackend::new(MariaDbBackendConfig {
-                admin_url,
-                credentials_host: s.credentials_host.clone(),
-                credentials_port: s.credentials_port,
-                name_prefix: prefix(&s.name_prefix),
-            })?))
-        },
-    )?;
-    let redis = backends
-        .redis
-        .as_ref()
-        .and_then(|s| Some((s, s.admin_url.clone()?)));
-    register(
-        &mut registry,
-        "redis",
-        redis::check_plan_settings,
-        "set BINDERY_REDIS_ADMIN_URL",
-        redis,
-        |(s, admin_url)| {
-            Ok(Arc::new(RedisBackend::new(RedisBackendConfig {
-                admin_url,
-                credentials_host: s.credentials_host.clone(),
-                credentials_port: s.credentials_port,
-                name_prefix: prefix(&s.name_prefix),
-            })?))
-        },
-    )?;
-    let rabbitmq = backends
-        .rabbitmq
-        .as_ref()
-        .and_then(|s| Some((s, s.api_url.clone()?)));
+    let servers: [(&str, &Option<ServerSettings>, SettingsChecker, &str, Build); 3] = [
+        (
+            "postgresql",
+            &backends.postgresql,
+            postgres::check_plan_settings,
+            "set BINDERY_POSTGRES_ADMIN_URL",
+            |config| Ok(Arc::new(PostgresBackend::new(config)?)),
+        ),
+        (
+            "mariadb",
+            &backends.mariadb,
+            mariadb::check_plan_settings,
+            "set BINDERY_MARIADB_ADMIN_URL",
+            |config| Ok(Arc::new(MariaDbBackend::new(config)?)),
+        ),
+        (
+            "redis",
+            &backends.redis,
+            redis::check_plan_settings,
+            "set BINDERY_REDIS_ADMIN_URL",
+            |config| Ok(Arc::new(RedisBackend::new(config)?)),
+        ),
+    ];
+    for (kind, server, checker, how_to_configure, build) in servers {
+        let config = server.as_ref().and_then(ServerSettings::backend_config);
+        register(
+            &mut registry,
+            kind,
+            checker,
+            how_to_configure,
+            config,
+            build,
+        )?;
+    }
     register(
         &mut registry,
         "rabbitmq",
         rabbitmq::check_plan_settings,
         "set BINDERY_RABBITMQ_API_URL",
-        rabbitmq,
-        |(s, api_url)| {
-            Ok(Arc::new(RabbitmqBackend::new(RabbitmqBackendConfig {
-                api_url,
-                admin_username: s
-                    .admin_username
-                    .clone()
-                    .unwrap_or_else(|| "guest".to_owned()),
-                admin_password: s
-                    .admin_password
-                    .clone()
-                    .unwrap_or_else(|| SecretString::from("guest")),
-                amqp_host: s.amqp_host.clone(),
-                amqp_port: s.amqp_port,
-                name_prefix: prefix(&s.name_prefix),
-            })?))
-        },
+        backends.rabbitmq.as_ref().and_then(|s| s.backend_config()),
+        |config| Ok(Arc::new(RabbitmqBackend::new(config)?)),
     )?;
     Ok(registry)
 }
@@ -122,10 +80,10 @@ pub fn builtin_backends(settings: &Settings) -> anyhow::Result<BackendRegistry> 
 fn register<C>(
     registry: &mut BackendRegistry,
     kind: &str,
-    checker: crate::backends::SettingsChecker,
+    checker: SettingsChecker,
     how_to_configure: &str,
     configured: Option<C>,
-    build: impl FnOnce(C) -> anyhow::Result<Arc<dyn crate::backends::ServiceBackend>>,
+    build: impl FnOnce(C) -> anyhow::Result<Arc<dyn ServiceBackend>>,
 ) -> anyhow::Result<()> {
     match configured {
         Some(config) => {
@@ -188,6 +146,77 @@ fn authenticator(auth: &crate::config::AuthSettings) -> anyhow::Result<Authentic
     )
 }
 
+/// The keys that encrypt credentials at rest; bindery refuses to start without one.
+fn keyring(settings: &Settings) -> anyhow::Result<Keyring> {
+    match &settings.encryption_keys {
+        Some(spec) => Keyring::parse(spec.expose_secret()).context("BINDERY_ENCRYPTION_KEYS"),
+        None => bail!(
+            "no encryption key configured: set BINDERY_ENCRYPTION_KEYS to label:<base64 of 32 random bytes> (for example `primary:$(head -c32 /dev/urandom | base64)`); bindery never stores credentials unencrypted"
+        ),
+    }
+}
+
+/// A new primary key: re-encrypts what older keys sealed, in the background so that
+/// start-up stays fast; `bindery rotate-keys` does the same in the foreground.
+fn spawn_key_rotation(store: Store, keyring: Keyring) {
+    tokio::spawn(async move {
+        match crate::keys::rotate(&store, &keyring).await {
+            Ok(report) if report.resealed > 0 || !report.failed.is_empty() => {
+                tracing::info!(
+                    resealed = report.resealed,
+                    failed = report.failed.len(),
+                    "re-encrypted credentials under the primary key"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "key rotation at start-up did not finish; run `bindery rotate-keys`")
+            }
+        }
+    });
+}
+
+/// The HTTP side's settings: platform credentials, lowest API version, limits.
+fn http_options(settings: &Settings) -> anyhow::Result<HttpOptions> {
+    let authenticator = authenticator(&settings.auth)?;
+    let min_version: ApiVersion = settings
+        .min_api_version
+        .parse()
+        .context("BINDERY_MIN_API_VERSION")?;
+    if min_version.major != 2 || min_version < ApiVersion::V2_13 {
+        bail!("BINDERY_MIN_API_VERSION must be 2.13 or a later 2.x version");
+    }
+    Ok(HttpOptions {
+        authenticator: Arc::new(authenticator),
+        min_version: MinimumVersion(min_version),
+        max_body_bytes: settings.max_body_bytes,
+        request_timeout: Duration::from_secs(settings.request_timeout_seconds),
+        max_concurrent_requests: settings.max_concurrent_requests,
+        metrics_on_api_listener: settings.metrics_listen.is_none(),
+        max_header_bytes: settings.max_header_bytes,
+        header_read_timeout: Duration::from_secs(settings.header_read_timeout_seconds),
+        idle_timeout: Duration::from_secs(settings.idle_timeout_seconds),
+        min_body_bytes_per_second: settings.min_body_bytes_per_second,
+        shutdown_grace: Duration::from_secs(settings.worker.shutdown_grace_seconds),
+    })
+}
+
+/// The certificate and key of the API listener, loaded once so that a bad certificate
+/// stops start-up, not the first client.
+fn tls_files(settings: &Settings) -> anyhow::Result<Option<crate::http::tls::TlsFiles>> {
+    match (&settings.tls.cert_file, &settings.tls.key_file) {
+        (Some(cert), Some(key)) => {
+            let files = crate::http::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            files.load()?;
+            Ok(Some(files))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// A broker ready to serve: listener bound, database migrated, catalog validated.
 #[derive(Debug)]
 pub struct Application {
@@ -206,22 +235,8 @@ pub struct Application {
 impl Application {
     /// Builds everything from settings and a backend registry.
     pub async fn build(settings: &Settings, backends: BackendRegistry) -> anyhow::Result<Self> {
-        let keyring = match &settings.encryption_keys {
-            Some(spec) => {
-                Keyring::parse(spec.expose_secret()).context("BINDERY_ENCRYPTION_KEYS")?
-            }
-            None => bail!(
-                "no encryption key configured: set BINDERY_ENCRYPTION_KEYS to label:<base64 of 32 random bytes> (for example `primary:$(head -c32 /dev/urandom | base64)`); bindery never stores credentials unencrypted"
-            ),
-        };
-        let authenticator = authenticator(&settings.auth)?;
-        let min_version: ApiVersion = settings
-            .min_api_version
-            .parse()
-            .context("BINDERY_MIN_API_VERSION")?;
-        if min_version.major != 2 || min_version < ApiVersion::V2_13 {
-            bail!("BINDERY_MIN_API_VERSION must be 2.13 or a later 2.x version");
-        }
+        let keyring = keyring(settings)?;
+        let http = http_options(settings)?;
         let catalog = Arc::new(load_catalog(&settings.catalog, &backends)?);
 
         let store = Store::open(
@@ -236,26 +251,7 @@ impl Application {
         store.release_orphaned_leases().await?;
         crate::broker::retired::reconcile_instance_plans(&store, &catalog).await?;
         crate::keys::check_keys_in_use(&store, &keyring).await?;
-        // A new primary key: re-encrypt what older keys sealed, in the background so
-        // that start-up stays fast; `bindery rotate-keys` does the same in the foreground.
-        {
-            let (store, keyring) = (store.clone(), keyring.clone());
-            tokio::spawn(async move {
-                match crate::keys::rotate(&store, &keyring).await {
-                    Ok(report) if report.resealed > 0 || !report.failed.is_empty() => {
-                        tracing::info!(
-                            resealed = report.resealed,
-                            failed = report.failed.len(),
-                            "re-encrypted credentials under the primary key"
-                        );
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %format!("{e:#}"), "key rotation at start-up did not finish; run `bindery rotate-keys`")
-                    }
-                }
-            });
-        }
+        spawn_key_rotation(store.clone(), keyring.clone());
 
         let owner: Arc<str> = owner_name().into();
         let wake = Arc::new(Notify::new());
@@ -285,19 +281,7 @@ impl Application {
         Ok(Self {
             listener,
             state: AppState { broker },
-            http: HttpOptions {
-                authenticator: Arc::new(authenticator),
-                min_version: MinimumVersion(min_version),
-                max_body_bytes: settings.max_body_bytes,
-                request_timeout: Duration::from_secs(settings.request_timeout_seconds),
-                max_concurrent_requests: settings.max_concurrent_requests,
-                metrics_on_api_listener: settings.metrics_listen.is_none(),
-                max_header_bytes: settings.max_header_bytes,
-                header_read_timeout: Duration::from_secs(settings.header_read_timeout_seconds),
-                idle_timeout: Duration::from_secs(settings.idle_timeout_seconds),
-                min_body_bytes_per_second: settings.min_body_bytes_per_second,
-                shutdown_grace: Duration::from_secs(settings.worker.shutdown_grace_seconds),
-            },
+            http,
             worker,
             store,
             owner,
@@ -310,26 +294,8 @@ impl Application {
                 ),
                 None => None,
             },
-            tls: match (&settings.tls.cert_file, &settings.tls.key_file) {
-                (Some(cert), Some(key)) => {
-                    let files = crate::http::tls::TlsFiles {
-                        cert: cert.clone(),
-                        key: key.clone(),
-                    };
-                    files.load()?; // a bad certificate stops start-up, not the first client
-                    Some(files)
-                }
-                _ => None,
-            },
+            tls: tls_files(settings)?,
         })
-    }
-
-    /// The port of the separate metrics listener, if configured.
-    pub fn metrics_port(&self) -> Option<u16> {
-        self.metrics_listener
-            .as_ref()
-            .and_then(|l| l.local_addr().ok())
-            .map(|a| a.port())
     }
 
     /// The port actually bound (useful with port 0).

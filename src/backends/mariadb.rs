@@ -27,22 +27,22 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
+use sha1::{Digest, Sha1};
+use sqlx::Executor;
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
-use sqlx::{ConnectOptions, Executor};
-use tracing::log::LevelFilter;
 
+use super::common::{self, ServerConfig, SharedServer, is_binding_user};
 use super::{BackendError, BindingSpec, Credentials, InstanceSpec, ServiceBackend, UpdateSpec};
 
-/// The name prefix used when the configuration does not choose one.
-pub const DEFAULT_NAME_PREFIX: &str = "bindery";
+pub use super::common::DEFAULT_NAME_PREFIX;
+
+/// How the server is named in errors.
+const SERVER: &str = "MariaDB";
 
 /// Character set of instance databases when the plan does not choose one.
 pub const DEFAULT_CHARACTER_SET: &str = "utf8mb4";
@@ -83,51 +83,20 @@ mod er {
 }
 
 /// How to reach the shared MariaDB server and how to name what is created on it.
-/// `Debug` does not show the admin URL.
-#[derive(Debug, Clone)]
-pub struct MariaDbBackendConfig {
-    /// Admin connection, e.g. `mysql://root@127.0.0.1:3306` (`mariadb://` works too);
-    /// see the module documentation for the privileges it needs.
-    pub admin_url: SecretString,
-    /// Host written into credentials (apps may reach the server by another name than
-    /// bindery); default: the admin URL's host.
-    pub credentials_host: Option<String>,
-    /// Port written into credentials; default: the admin URL's port.
-    pub credentials_port: Option<u16>,
-    /// Prefix of every generated database and user name; default "bindery"; must match
-    /// `[a-z][a-z0-9_]{0,15}`.
-    pub name_prefix: String,
-}
-
-impl MariaDbBackendConfig {
-    /// A configuration with the default prefix, writing the admin URL's host and port
-    /// into credentials.
-    pub fn new(admin_url: SecretString) -> Self {
-        Self {
-            admin_url,
-            credentials_host: None,
-            credentials_port: None,
-            name_prefix: DEFAULT_NAME_PREFIX.to_owned(),
-        }
-    }
-}
+/// The admin URL is `mysql://` (`mariadb://` works too), e.g.
+/// `mysql://root@127.0.0.1:3306`; see the module documentation for the privileges it
+/// needs.
+pub type MariaDbBackendConfig = ServerConfig;
 
 /// The `mariadb` backend. Holds a small lazy pool of admin connections.
 pub struct MariaDbBackend {
     pool: MySqlPool,
-    credentials_host: String,
-    credentials_port: u16,
-    prefix: String,
+    server: SharedServer,
 }
 
 impl fmt::Debug for MariaDbBackend {
-    // The pool's connect options would print the admin password: show harmless fields.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MariaDbBackend")
-            .field("credentials_host", &self.credentials_host)
-            .field("credentials_port", &self.credentials_port)
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
+        self.server.debug_as("MariaDbBackend", f)
     }
 }
 
@@ -166,45 +135,11 @@ impl MariaDbBackend {
     /// bindery starts even while the server is down. Must be called inside a Tokio
     /// runtime (the pool starts its maintenance task).
     pub fn new(config: MariaDbBackendConfig) -> anyhow::Result<Self> {
-        if !is_valid_prefix(&config.name_prefix) {
-            anyhow::bail!(
-                "the MariaDB name prefix {:?} is not valid: it must match [a-z][a-z0-9_]{{0,15}}",
-                config.name_prefix
-            );
-        }
-        // A parser's error could quote the URL, password included: say less.
-        let invalid_url =
-            || anyhow::anyhow!("the MariaDB admin URL is not a valid mysql:// or mariadb:// URL");
-        let admin_url = config.admin_url.expose_secret();
-        let parsed = url::Url::parse(admin_url).map_err(|_| invalid_url())?;
-        if !matches!(parsed.scheme(), "mysql" | "mariadb") {
-            return Err(invalid_url());
-        }
-        let admin_options = MySqlConnectOptions::from_str(admin_url)
-            .map_err(|_| invalid_url())?
-            // Statements carry password hashes: never log them.
-            .log_statements(LevelFilter::Off)
-            .log_slow_statements(LevelFilter::Off, Duration::from_secs(3600));
-
-        let credentials_host = match config.credentials_host {
-            Some(host) => host,
-            None if admin_options.get_socket().is_some() => anyhow::bail!(
-                "the MariaDB admin URL uses a Unix socket: set the host written into credentials"
-            ),
-            None => admin_options.get_host().to_owned(),
-        };
-        if credentials_host.is_empty()
-            || credentials_host
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || "/@?#".contains(c))
-        {
-            anyhow::bail!(
-                "the MariaDB credentials host {credentials_host:?} is not a valid host name"
-            );
-        }
-        let credentials_port = config
-            .credentials_port
-            .unwrap_or_else(|| admin_options.get_port());
+        let (admin_options, prefix) =
+            config.sqlx_options::<MySqlConnectOptions>(SERVER, &["mysql", "mariadb"])?;
+        let admin_host =
+            Some(admin_options.get_host()).filter(|_| admin_options.get_socket().is_none());
+        let endpoint = config.endpoint(SERVER, admin_host, admin_options.get_port())?;
 
         let pool = MySqlPoolOptions::new()
             .max_connections(4)
@@ -222,29 +157,23 @@ impl MariaDbBackend {
             .connect_lazy_with(admin_options);
         Ok(Self {
             pool,
-            credentials_host,
-            credentials_port,
-            prefix: config.name_prefix,
+            server: SharedServer { endpoint, prefix },
         })
     }
 
     /// The database of an instance: `<prefix>_<h(instance)>`, 37 characters at most.
     fn database_name(&self, instance_id: &str) -> String {
-        format!("{}_{}", self.prefix, hash20(instance_id))
+        self.server.prefix.instance_name(instance_id)
     }
 
     /// What every binding user of an instance starts with: `<prefix>_<h(instance)[..12]>_`.
     fn user_prefix(&self, instance_id: &str) -> String {
-        format!("{}_{}_", self.prefix, &hash20(instance_id)[..12])
+        self.server.prefix.user_prefix(instance_id)
     }
 
     /// The user of a binding: the instance's user prefix and `h(binding)[..12]`.
     fn binding_user(&self, instance_id: &str, binding_id: &str) -> String {
-        format!(
-            "{}{}",
-            self.user_prefix(instance_id),
-            &hash20(binding_id)[..12]
-        )
+        self.server.prefix.binding_user(instance_id, binding_id)
     }
 
     /// Runs one statement as text (account-management statements cannot be prepared
@@ -371,35 +300,13 @@ impl MariaDbBackend {
     }
 
     fn credentials(&self, database: &str, username: &str, password: &SecretString) -> Credentials {
-        let host = &self.credentials_host;
-        let port = self.credentials_port;
-        let password = password.expose_secret();
-        // An IPv6 address must be bracketed in a URL authority.
-        let url_host = if host.contains(':') && !host.starts_with('[') {
-            format!("[{host}]")
-        } else {
-            host.clone()
-        };
-        let uri = format!(
-            "mysql://{}:{}@{url_host}:{port}/{}",
-            percent_encode(username),
-            percent_encode(password),
-            percent_encode(database)
-        );
-        let jdbc_url = format!(
-            "jdbc:mariadb://{url_host}:{port}/{}?user={}&password={}",
-            percent_encode(database),
-            percent_encode(username),
-            percent_encode(password)
-        );
-        Credentials::service_binding("mysql")
-            .with("uri", uri)
-            .with("jdbc_url", jdbc_url)
-            .with("host", host.clone())
-            .with("port", port.to_string())
-            .with("database", database)
-            .with("username", username)
-            .with("password", password)
+        common::database_credentials(
+            ["mysql", "mysql", "mariadb"],
+            &self.server.endpoint,
+            database,
+            username,
+            password,
+        )
     }
 }
 
@@ -493,7 +400,7 @@ impl ServiceBackend for MariaDbBackend {
     async fn bind(&self, binding: &BindingSpec<'_>) -> Result<Credentials, BackendError> {
         let instance = &binding.instance;
         let plan = plan_settings_or_error(instance.plan_settings)?;
-        let read_only = bind_read_only(binding.parameters)?;
+        let read_only = common::only_read_only_parameter(binding.parameters)?;
         let database = self.database_name(instance.instance_id);
         let user = self.binding_user(instance.instance_id, binding.binding_id);
         if !self.database_exists(&database).await? {
@@ -568,47 +475,24 @@ impl ServiceBackend for MariaDbBackend {
     }
 }
 
+fn plan_settings_or_error(settings: &Value) -> Result<PlanSettings, BackendError> {
+    parse_plan_settings(settings).map_err(|problems| {
+        common::invalid_plan_settings("The plan's MariaDB settings are invalid", problems)
+    })
+}
+
 /// Problems in a plan's `backend.settings`, one message each (unknown keys too).
 ///
 /// Settings, all optional: `max_user_connections` (integer 0..=100000, default 0 =
 /// unlimited), `character_set` (default `utf8mb4`) and `collation` (default: the
 /// character set's), both matching `^[a-z0-9_]+$`.
 pub fn check_plan_settings(settings: &Value) -> Vec<String> {
-    match parse_plan_settings(settings) {
-        Ok(_) => Vec::new(),
-        Err(problems) => problems,
-    }
-}
-
-fn plan_settings_or_error(settings: &Value) -> Result<PlanSettings, BackendError> {
-    parse_plan_settings(settings).map_err(|problems| {
-        BackendError::Failed(format!(
-            "The plan's MariaDB settings are invalid: {}",
-            problems.join("; ")
-        ))
-    })
+    common::problems(parse_plan_settings(settings))
 }
 
 fn parse_plan_settings(settings: &Value) -> Result<PlanSettings, Vec<String>> {
-    let empty = Map::new();
-    let map = match settings {
-        Value::Null => &empty,
-        Value::Object(map) => map,
-        _ => {
-            return Err(vec![
-                "the MariaDB plan settings must be a mapping".to_owned(),
-            ]);
-        }
-    };
-    let mut problems = Vec::new();
-    for key in map.keys() {
-        if !PLAN_KEYS.contains(&key.as_str()) {
-            problems.push(format!(
-                "unknown MariaDB plan setting {key:?} (known: {})",
-                PLAN_KEYS.join(", ")
-            ));
-        }
-    }
+    let map = common::settings_map(settings, "the MariaDB plan settings must be a mapping")?;
+    let mut problems = common::unknown_keys(map, &PLAN_KEYS, "MariaDB plan setting");
     let max_user_connections = match map.get("max_user_connections") {
         None => 0,
         Some(v) => match v.as_u64() {
@@ -654,14 +538,6 @@ fn is_valid_charset_name(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// `[a-z][a-z0-9_]{0,15}`.
-fn is_valid_prefix(s: &str) -> bool {
-    let mut bytes = s.bytes();
-    matches!(bytes.next(), Some(b'a'..=b'z'))
-        && s.len() <= 16
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
 /// The MariaDB service takes no instance parameters, whatever the plan.
 pub fn parameter_bounds() -> Vec<super::ParameterBound> {
     vec![super::ParameterBound::Only(Vec::new())]
@@ -675,42 +551,6 @@ fn check_instance_parameters(parameters: &Map<String, Value>) -> Result<(), Back
             "Unknown parameter {key:?}: this MariaDB service takes no instance parameters"
         ))),
     }
-}
-
-/// The `read_only` bind parameter (default false).
-fn bind_read_only(parameters: &Map<String, Value>) -> Result<bool, BackendError> {
-    for key in parameters.keys() {
-        if key != "read_only" {
-            return Err(BackendError::Failed(format!(
-                "Unknown bind parameter {key:?}: this service accepts read_only"
-            )));
-        }
-    }
-    match parameters.get("read_only") {
-        None => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(BackendError::Failed(
-            "The bind parameter read_only must be true or false".to_owned(),
-        )),
-    }
-}
-
-/// First 20 hex characters of sha256(id).
-fn hash20(id: &str) -> String {
-    let mut hex = hex::encode(Sha256::digest(id.as_bytes()));
-    hex.truncate(20);
-    hex
-}
-
-/// Whether `user` is a binding user bindery generates under `user_prefix`: the prefix
-/// followed by exactly 12 lowercase hex digits.
-fn is_binding_user(user: &str, user_prefix: &str) -> bool {
-    user.strip_prefix(user_prefix).is_some_and(|rest| {
-        rest.len() == 12
-            && rest
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
 }
 
 /// The one quoting helper for string literals: `'...'` with `'` doubled, which means
@@ -750,20 +590,6 @@ fn native_password_hash(password: &str) -> String {
     format!("*{}", hex::encode_upper(stage2))
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters, which is right for
-/// the userinfo, path and query parts alike.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn error_number(err: &sqlx::Error) -> Option<u16> {
     err.as_database_error()
         .and_then(|db| db.try_downcast_ref::<MySqlDatabaseError>())
@@ -771,18 +597,11 @@ fn error_number(err: &sqlx::Error) -> Option<u16> {
 }
 
 fn unreachable(what: &str) -> BackendError {
-    BackendError::Unavailable(format!(
-        "The MariaDB server for this service is unreachable; try again later \
-         (could not {what})."
-    ))
+    common::unreachable(SERVER, what)
 }
 
 fn missing_database() -> BackendError {
-    BackendError::Failed(
-        "The database of this service instance does not exist on the MariaDB server; \
-         it was deleted or never finished provisioning"
-            .to_owned(),
-    )
+    common::missing_database(SERVER)
 }
 
 /// Sorts an sqlx error into "try again later" and "this will not work", with a
@@ -796,69 +615,55 @@ fn classify(err: sqlx::Error, what: &str) -> BackendError {
 /// a server message such as a syntax error may quote) the server's message is replaced
 /// by its error number, in the log too.
 fn classify_as(err: sqlx::Error, what: &str, show_message: bool) -> BackendError {
-    match &err {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => {
-            tracing::warn!(error = %err, "MariaDB server unreachable while trying to {what}");
-            unreachable(what)
-        }
-        sqlx::Error::Database(db) => {
-            let number = error_number(&err).unwrap_or(0);
-            let message = if show_message {
-                db.message().to_owned()
-            } else {
-                format!("MariaDB error {number}")
-            };
-            tracing::warn!(number, message, "MariaDB refused to {what}");
-            match number {
-                er::SERVER_SHUTDOWN | er::CONNECTION_KILLED => unreachable(what),
-                er::CON_COUNT
-                | er::TOO_MANY_USER_CONNECTIONS
-                | er::USER_LIMIT_REACHED
-                | er::LOCK_WAIT_TIMEOUT
-                | er::LOCK_DEADLOCK => BackendError::Unavailable(format!(
-                    "The MariaDB server for this service is busy; try again later \
-                     (could not {what}: {message})"
-                )),
-                er::ACCESS_DENIED => BackendError::Failed(
-                    "The MariaDB server refused the broker's admin login; the broker's \
-                     operator must fix its MariaDB admin URL"
-                        .to_owned(),
-                ),
-                er::DBACCESS_DENIED | er::TABLEACCESS_DENIED | er::SPECIFIC_ACCESS_DENIED => {
-                    BackendError::Failed(format!(
-                        "The broker's MariaDB admin user lacks a privilege needed to {what}: {message}"
-                    ))
-                }
-                er::UNKNOWN_CHARACTER_SET
-                | er::UNKNOWN_COLLATION
-                | er::COLLATION_CHARSET_MISMATCH => BackendError::Failed(format!(
-                    "The plan's character set or collation does not work on this MariaDB \
-                     server: {message}"
-                )),
-                _ => BackendError::Failed(format!("MariaDB refused to {what}: {message}")),
-            }
-        }
-        _ => {
-            tracing::warn!(error = %err, "unexpected error while trying to {what}");
+    common::classify_sqlx(SERVER, &err, what, |db| {
+        let number = error_number(&err).unwrap_or(0);
+        let message = if show_message {
+            db.message().to_owned()
+        } else {
+            format!("MariaDB error {number}")
+        };
+        tracing::warn!(number, message, "MariaDB refused to {what}");
+        refusal(number, what, &message)
+    })
+}
+
+/// What MariaDB's refusal `number` means for the platform user.
+fn refusal(number: u16, what: &str, message: &str) -> BackendError {
+    match number {
+        er::SERVER_SHUTDOWN | er::CONNECTION_KILLED => unreachable(what),
+        er::CON_COUNT
+        | er::TOO_MANY_USER_CONNECTIONS
+        | er::USER_LIMIT_REACHED
+        | er::LOCK_WAIT_TIMEOUT
+        | er::LOCK_DEADLOCK => BackendError::Unavailable(format!(
+            "The MariaDB server for this service is busy; try again later \
+             (could not {what}: {message})"
+        )),
+        er::ACCESS_DENIED => BackendError::Failed(
+            "The MariaDB server refused the broker's admin login; the broker's \
+             operator must fix its MariaDB admin URL"
+                .to_owned(),
+        ),
+        er::DBACCESS_DENIED | er::TABLEACCESS_DENIED | er::SPECIFIC_ACCESS_DENIED => {
             BackendError::Failed(format!(
-                "Could not {what} on the MariaDB server: unexpected error (see the broker's log)"
+                "The broker's MariaDB admin user lacks a privilege needed to {what}: {message}"
             ))
         }
+        er::UNKNOWN_CHARACTER_SET | er::UNKNOWN_COLLATION | er::COLLATION_CHARSET_MISMATCH => {
+            BackendError::Failed(format!(
+                "The plan's character set or collation does not work on this MariaDB \
+                 server: {message}"
+            ))
+        }
+        _ => BackendError::Failed(format!("MariaDB refused to {what}: {message}")),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backends::common::params;
     use serde_json::json;
-
-    fn params(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
 
     #[test]
     fn native_password_hash_matches_mariadb() {
@@ -888,7 +693,7 @@ mod tests {
         })
         .unwrap();
         let db = backend.database_name("i");
-        assert_eq!(db, format!("abcdefghijklmnop_{}", hash20("i")));
+        assert_eq!(db, format!("abcdefghijklmnop_{}", common::id_hash("i", 20)));
         assert!(db.len() <= 64);
         let user = backend.binding_user("i", "b");
         assert_eq!(user.len(), 42);
@@ -898,7 +703,6 @@ mod tests {
         assert!(!is_binding_user(&user, &backend.user_prefix("j")));
         assert!(!is_binding_user(&format!("{prefix}0123456789ab_"), &prefix));
         assert!(!is_binding_user(&format!("{prefix}0123456789AB"), &prefix));
-        assert_eq!(hash20("x").len(), 20);
     }
 
     #[test]
@@ -943,39 +747,17 @@ mod tests {
 
     #[test]
     fn parameters() {
-        assert!(!bind_read_only(&Map::new()).unwrap());
-        assert!(bind_read_only(&params(json!({"read_only": true}))).unwrap());
-        assert!(bind_read_only(&params(json!({"read_only": "yes"}))).is_err());
-        assert!(bind_read_only(&params(json!({"admin": true}))).is_err());
         assert!(check_instance_parameters(&Map::new()).is_ok());
         assert!(check_instance_parameters(&params(json!({"x": 1}))).is_err());
     }
 
-    #[test]
-    fn percent_encoding() {
-        assert_eq!(percent_encode("aZ0-._~"), "aZ0-._~");
-        assert_eq!(percent_encode("a b@c:d/é"), "a%20b%40c%3Ad%2F%C3%A9");
-    }
-
-    #[test]
-    fn prefixes() {
-        assert!(is_valid_prefix("bindery"));
-        assert!(is_valid_prefix("a"));
-        assert!(is_valid_prefix("a_0123456789abcd"));
-        assert!(!is_valid_prefix("a_0123456789abcde"));
-        assert!(!is_valid_prefix("0a"));
-        assert!(!is_valid_prefix("Bindery"));
-        assert!(!is_valid_prefix(""));
-        assert!(!is_valid_prefix("a-b"));
-    }
-
     #[tokio::test]
     async fn credentials_and_debug_never_leak() {
+        let admin_url = SecretString::from("mysql://admin:s3cr3tpw@db.example:6543/mysql");
         let backend = MariaDbBackend::new(MariaDbBackendConfig {
-            admin_url: SecretString::from("mysql://admin:s3cr3tpw@db.example:6543/mysql"),
             credentials_host: Some("::1".to_owned()),
-            credentials_port: None,
             name_prefix: "bd".to_owned(),
+            ..MariaDbBackendConfig::new(admin_url)
         })
         .unwrap();
         let debug = format!("{backend:?}");

@@ -8,6 +8,7 @@
 //! bindery's code.
 
 pub mod check_only;
+pub mod common;
 pub mod mariadb;
 pub mod postgres;
 pub mod rabbitmq;

@@ -16,7 +16,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,14 +26,16 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool};
-use tracing::log::LevelFilter;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
 
-use super::sql_ident::{self, Ident, InstanceNames, is_valid_extension_name, quote_literal};
+use super::common::{self, ServerConfig, SharedServer};
+use super::sql_ident::{Ident, InstanceNames, is_valid_extension_name, quote_literal};
 use super::{BackendError, BindingSpec, Credentials, InstanceSpec, ServiceBackend, UpdateSpec};
 
-/// The name prefix used when the configuration does not choose one.
-pub const DEFAULT_NAME_PREFIX: &str = "bindery";
+pub use super::common::DEFAULT_NAME_PREFIX;
+
+/// How the server is named in errors.
+const SERVER: &str = "PostgreSQL";
 
 /// Connection limit of an instance database when the plan does not set one.
 pub const DEFAULT_CONNECTION_LIMIT: i64 = 20;
@@ -62,31 +63,10 @@ const PLAN_KEYS: [&str; 4] = [
 ];
 
 /// How to reach the shared PostgreSQL server and how to name what is created on it.
-/// `Debug` does not show the admin URL.
-#[derive(Debug, Clone)]
-pub struct PostgresBackendConfig {
-    /// Admin connection (superuser or CREATEDB+CREATEROLE role), e.g. postgres://postgres@127.0.0.1:5432/postgres
-    pub admin_url: SecretString,
-    /// Host written into credentials (apps may reach the server by another name than bindery); default: the admin URL's host
-    pub credentials_host: Option<String>,
-    /// Port written into credentials; default: the admin URL's port
-    pub credentials_port: Option<u16>,
-    /// Prefix of every generated database and role name; default "bindery"; must match `[a-z][a-z0-9_]{0,15}`
-    pub name_prefix: String,
-}
-
-impl PostgresBackendConfig {
-    /// A configuration with the default prefix, writing the admin URL's host and port
-    /// into credentials.
-    pub fn new(admin_url: SecretString) -> Self {
-        Self {
-            admin_url,
-            credentials_host: None,
-            credentials_port: None,
-            name_prefix: DEFAULT_NAME_PREFIX.to_owned(),
-        }
-    }
-}
+/// The admin URL (`postgres://` or `postgresql://`, e.g.
+/// `postgres://postgres@127.0.0.1:5432/postgres`) names a superuser or a role with
+/// CREATEDB and CREATEROLE.
+pub type PostgresBackendConfig = ServerConfig;
 
 /// The `postgres` backend. Holds a small lazy pool of admin connections; instance
 /// databases are reached through short-lived single connections.
@@ -94,19 +74,12 @@ pub struct PostgresBackend {
     pool: PgPool,
     /// Kept to connect to instance databases with the same credentials and TLS settings.
     admin_options: PgConnectOptions,
-    credentials_host: String,
-    credentials_port: u16,
-    prefix: String,
+    server: SharedServer,
 }
 
 impl fmt::Debug for PostgresBackend {
-    // `PgConnectOptions` would print the admin password: show only harmless fields.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresBackend")
-            .field("credentials_host", &self.credentials_host)
-            .field("credentials_port", &self.credentials_port)
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
+        self.server.debug_as("PostgresBackend", f)
     }
 }
 
@@ -114,46 +87,11 @@ impl PostgresBackend {
     /// Checks the configuration and prepares a lazy admin pool. Does not connect:
     /// bindery starts even while the server is down.
     pub fn new(config: PostgresBackendConfig) -> anyhow::Result<Self> {
-        if !sql_ident::is_valid_prefix(&config.name_prefix) {
-            anyhow::bail!(
-                "the PostgreSQL name prefix {:?} is not valid: it must match [a-z][a-z0-9_]{{0,15}}",
-                config.name_prefix
-            );
-        }
-        // A parser's error could quote the URL, password included: say less.
-        let invalid_url =
-            || anyhow::anyhow!("the PostgreSQL admin URL is not a valid postgres:// URL");
-        let admin_url = config.admin_url.expose_secret();
-        let scheme = url::Url::parse(admin_url).map_err(|_| invalid_url())?;
-        if !matches!(scheme.scheme(), "postgres" | "postgresql") {
-            return Err(invalid_url());
-        }
-        let admin_options = PgConnectOptions::from_str(admin_url)
-            .map_err(|_| invalid_url())?
-            .application_name("bindery")
-            // Statements carry SCRAM verifiers: never log them.
-            .log_statements(LevelFilter::Off)
-            .log_slow_statements(LevelFilter::Off, Duration::from_secs(3600));
-
-        let credentials_host = match config.credentials_host {
-            Some(host) => host,
-            None if admin_options.get_host().starts_with('/') => anyhow::bail!(
-                "the PostgreSQL admin URL uses a Unix socket: set the host written into credentials"
-            ),
-            None => admin_options.get_host().to_owned(),
-        };
-        if credentials_host.is_empty()
-            || credentials_host
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || "/@?#".contains(c))
-        {
-            anyhow::bail!(
-                "the PostgreSQL credentials host {credentials_host:?} is not a valid host name"
-            );
-        }
-        let credentials_port = config
-            .credentials_port
-            .unwrap_or_else(|| admin_options.get_port());
+        let (admin_options, prefix) =
+            config.sqlx_options::<PgConnectOptions>(SERVER, &["postgres", "postgresql"])?;
+        let admin_options = admin_options.application_name("bindery");
+        let admin_host = Some(admin_options.get_host()).filter(|h| !h.starts_with('/'));
+        let endpoint = config.endpoint(SERVER, admin_host, admin_options.get_port())?;
 
         let pool = PgPoolOptions::new()
             .max_connections(4)
@@ -162,14 +100,12 @@ impl PostgresBackend {
         Ok(Self {
             pool,
             admin_options,
-            credentials_host,
-            credentials_port,
-            prefix: config.name_prefix,
+            server: SharedServer { endpoint, prefix },
         })
     }
 
     fn names(&self, instance_id: &str) -> InstanceNames {
-        InstanceNames::new(&self.prefix, instance_id)
+        InstanceNames::new(self.server.prefix.as_str(), instance_id)
             .expect("the prefix was validated by PostgresBackend::new")
     }
 
@@ -190,12 +126,18 @@ impl PostgresBackend {
         }
     }
 
-    async fn role_exists(&self, role: &Ident) -> Result<bool, BackendError> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-            .bind(role.as_str())
+    /// Runs `query`, a `SELECT EXISTS` of one object named `$1`.
+    async fn exists(&self, query: &str, name: &Ident, what: &str) -> Result<bool, BackendError> {
+        sqlx::query_scalar(query)
+            .bind(name.as_str())
             .fetch_one(&self.pool)
             .await
-            .map_err(|e| classify(e, "look up a role"))
+            .map_err(|e| classify(e, what))
+    }
+
+    async fn role_exists(&self, role: &Ident) -> Result<bool, BackendError> {
+        let query = "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)";
+        self.exists(query, role, "look up a role").await
     }
 
     /// Whether `role` is a direct member of `group`.
@@ -213,11 +155,8 @@ impl PostgresBackend {
     }
 
     async fn database_exists(&self, database: &Ident) -> Result<bool, BackendError> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(database.as_str())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| classify(e, "look up a database"))
+        let query = "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)";
+        self.exists(query, database, "look up a database").await
     }
 
     /// A non-superuser admin (CREATEDB + CREATEROLE) must be a member of a role to
@@ -345,37 +284,27 @@ impl PostgresBackend {
     }
 
     fn credentials(&self, database: &Ident, role: &Ident, password: &SecretString) -> Credentials {
-        let host = &self.credentials_host;
-        let port = self.credentials_port;
-        let database = database.as_str();
-        let username = role.as_str();
-        let password = password.expose_secret();
-        // An IPv6 address must be bracketed in a URL authority.
-        let url_host = if host.contains(':') && !host.starts_with('[') {
-            format!("[{host}]")
-        } else {
-            host.clone()
-        };
-        let uri = format!(
-            "postgresql://{}:{}@{url_host}:{port}/{}",
-            percent_encode(username),
-            percent_encode(password),
-            percent_encode(database)
-        );
-        let jdbc_url = format!(
-            "jdbc:postgresql://{url_host}:{port}/{}?user={}&password={}",
-            percent_encode(database),
-            percent_encode(username),
-            percent_encode(password)
-        );
-        Credentials::service_binding("postgresql")
-            .with("uri", uri)
-            .with("jdbc_url", jdbc_url)
-            .with("host", host.clone())
-            .with("port", port.to_string())
-            .with("database", database)
-            .with("username", username)
-            .with("password", password)
+        common::database_credentials(
+            ["postgresql", "postgresql", "postgresql"],
+            &self.server.endpoint,
+            database.as_str(),
+            role.as_str(),
+            password,
+        )
+    }
+
+    /// Provisions (`create_database`) or updates an instance to what its plan and
+    /// parameters ask for.
+    async fn apply(
+        &self,
+        instance: &InstanceSpec<'_>,
+        create_database: bool,
+    ) -> Result<InstanceNames, BackendError> {
+        let plan = plan_settings_or_error(instance.plan_settings)?;
+        let desired = desired_state(&plan, instance.parameters)?;
+        let names = self.names(instance.instance_id);
+        self.converge(&names, &desired, create_database).await?;
+        Ok(names)
     }
 }
 
@@ -467,21 +396,14 @@ impl ServiceBackend for PostgresBackend {
     }
 
     async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {
-        let plan = plan_settings_or_error(instance.plan_settings)?;
-        let desired = desired_state(&plan, instance.parameters)?;
-        let names = self.names(instance.instance_id);
-        self.converge(&names, &desired, true).await?;
+        let names = self.apply(instance, true).await?;
         tracing::info!(database = names.database.as_str(), "provisioned");
         Ok(())
     }
 
     async fn update(&self, change: &UpdateSpec<'_>) -> Result<(), BackendError> {
-        let target = &change.target;
-        let plan = plan_settings_or_error(target.plan_settings)?;
-        let desired = desired_state(&plan, target.parameters)?;
-        let names = self.names(target.instance_id);
         // Extensions are only ever added: dropping one would drop the data using it.
-        self.converge(&names, &desired, false).await?;
+        let names = self.apply(&change.target, false).await?;
         tracing::info!(database = names.database.as_str(), "updated");
         Ok(())
     }
@@ -527,7 +449,7 @@ impl ServiceBackend for PostgresBackend {
     }
 
     async fn bind(&self, binding: &BindingSpec<'_>) -> Result<Credentials, BackendError> {
-        let read_only = bind_read_only(binding.parameters)?;
+        let read_only = common::only_read_only_parameter(binding.parameters)?;
         let names = self.names(binding.instance.instance_id);
         let role = names.binding_role(binding.binding_id);
         let InstanceNames {
@@ -548,8 +470,7 @@ impl ServiceBackend for PostgresBackend {
         }
 
         let password = binding.password;
-        let mut salt = [0u8; 16];
-        getrandom::fill(&mut salt).map_err(|_| no_randomness())?;
+        let salt: [u8; 16] = common::random_salt()?;
         let verifier = scram_sha256_verifier(password.expose_secret(), &salt, SCRAM_ITERATIONS);
         let verifier =
             quote_literal(&verifier).expect("a SCRAM verifier has no backslash or control");
@@ -663,10 +584,7 @@ struct Desired {
 /// created in every instance's database) and `allowed_extensions` (extensions an
 /// instance may request with its `extensions` parameter).
 pub fn check_plan_settings(settings: &Value) -> Vec<String> {
-    match parse_plan_settings(settings) {
-        Ok(_) => Vec::new(),
-        Err(problems) => problems,
-    }
+    common::problems(parse_plan_settings(settings))
 }
 
 /// What a plan's settings allow of instance parameters: `connection_limit` from 1 to
@@ -705,29 +623,13 @@ pub fn parameter_bounds(settings: &Value) -> Vec<super::ParameterBound> {
 
 fn plan_settings_or_error(settings: &Value) -> Result<PlanSettings, BackendError> {
     parse_plan_settings(settings).map_err(|problems| {
-        BackendError::Failed(format!(
-            "The plan's PostgreSQL settings are not valid: {}",
-            problems.join("; ")
-        ))
+        common::invalid_plan_settings("The plan's PostgreSQL settings are not valid", problems)
     })
 }
 
 fn parse_plan_settings(settings: &Value) -> Result<PlanSettings, Vec<String>> {
-    let empty = Map::new();
-    let map = match settings {
-        Value::Null => &empty,
-        Value::Object(map) => map,
-        _ => return Err(vec!["the postgres settings must be an object".to_owned()]),
-    };
-    let mut problems = Vec::new();
-    for key in map.keys() {
-        if !PLAN_KEYS.contains(&key.as_str()) {
-            problems.push(format!(
-                "unknown postgres setting {key:?} (known: {})",
-                PLAN_KEYS.join(", ")
-            ));
-        }
-    }
+    let map = common::settings_map(settings, "the postgres settings must be an object")?;
+    let mut problems = common::unknown_keys(map, &PLAN_KEYS, "postgres setting");
     let mut integer = |key: &str, min: i64, max: i64| -> Option<i64> {
         let value = map.get(key)?;
         match value.as_i64() {
@@ -858,24 +760,6 @@ fn desired_state(
     })
 }
 
-/// The `read_only` bind parameter (default false).
-fn bind_read_only(parameters: &Map<String, Value>) -> Result<bool, BackendError> {
-    for key in parameters.keys() {
-        if key != "read_only" {
-            return Err(BackendError::Failed(format!(
-                "Unknown bind parameter {key:?}: this service accepts read_only"
-            )));
-        }
-    }
-    match parameters.get("read_only") {
-        None => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(BackendError::Failed(
-            "The bind parameter read_only must be true or false".to_owned(),
-        )),
-    }
-}
-
 /// The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802/7677):
 /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, all base64.
 /// (PostgreSQL SASLprep-normalises passwords first; ASCII passwords are unchanged.)
@@ -896,20 +780,6 @@ fn scram_sha256_verifier(password: &str, salt: &[u8], iterations: u32) -> String
         BASE64.encode(stored_key),
         BASE64.encode(server_key)
     )
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters, which is right for
-/// the userinfo, path and query parts alike.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn sqlstate(err: &sqlx::Error) -> Option<String> {
@@ -938,70 +808,39 @@ fn is_concurrency_conflict(err: &sqlx::Error) -> bool {
 }
 
 fn unreachable(what: &str) -> BackendError {
-    BackendError::Unavailable(format!(
-        "The PostgreSQL server for this service is unreachable; try again later (could not {what})."
-    ))
+    common::unreachable(SERVER, what)
 }
 
 fn missing_database() -> BackendError {
-    BackendError::Failed(
-        "The database of this service instance does not exist on the PostgreSQL server; \
-         it was deleted or never finished provisioning"
-            .to_owned(),
-    )
-}
-
-fn no_randomness() -> BackendError {
-    BackendError::Failed(
-        "The broker could not generate a password: its random number generator failed".to_owned(),
-    )
+    common::missing_database(SERVER)
 }
 
 /// Sorts an sqlx error into "try again later" and "this will not work", with a
 /// message fit for platform users. Details go to the log; neither carries a password
 /// (statements only ever contain verifiers, and the admin URL is never formatted).
 fn classify(err: sqlx::Error, what: &str) -> BackendError {
-    match &err {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => {
-            tracing::warn!(error = %err, "PostgreSQL server unreachable while trying to {what}");
+    common::classify_sqlx(SERVER, &err, what, |db| {
+        let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+        tracing::warn!(code, message = db.message(), "PostgreSQL refused to {what}");
+        if code.starts_with("08") || code.starts_with("57P") {
             unreachable(what)
-        }
-        sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            tracing::warn!(code, message = db.message(), "PostgreSQL refused to {what}");
-            if code.starts_with("08") || code.starts_with("57P") {
-                unreachable(what)
-            } else if code == "53300" || is_concurrency_conflict(&err) {
-                BackendError::Unavailable(format!(
-                    "The PostgreSQL server for this service is busy; try again later \
-                     (could not {what}: {})",
-                    db.message()
-                ))
-            } else {
-                BackendError::Failed(format!("PostgreSQL refused to {what}: {}", db.message()))
-            }
-        }
-        _ => {
-            tracing::warn!(error = %err, "unexpected error while trying to {what}");
-            BackendError::Failed(format!(
-                "Could not {what} on the PostgreSQL server: unexpected error (see the broker's log)"
+        } else if code == "53300" || is_concurrency_conflict(&err) {
+            BackendError::Unavailable(format!(
+                "The PostgreSQL server for this service is busy; try again later \
+                 (could not {what}: {})",
+                db.message()
             ))
+        } else {
+            BackendError::Failed(format!("PostgreSQL refused to {what}: {}", db.message()))
         }
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backends::common::params;
     use serde_json::json;
-
-    fn params(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
 
     #[test]
     fn scram_verifier_matches_postgresql() {
@@ -1097,20 +936,6 @@ mod tests {
                 .connection_limit,
             -1
         );
-    }
-
-    #[test]
-    fn bind_parameters() {
-        assert!(!bind_read_only(&Map::new()).unwrap());
-        assert!(bind_read_only(&params(json!({"read_only": true}))).unwrap());
-        assert!(bind_read_only(&params(json!({"read_only": "yes"}))).is_err());
-        assert!(bind_read_only(&params(json!({"admin": true}))).is_err());
-    }
-
-    #[test]
-    fn percent_encoding() {
-        assert_eq!(percent_encode("aZ0-._~"), "aZ0-._~");
-        assert_eq!(percent_encode("a b@c:d/é"), "a%20b%40c%3Ad%2F%C3%A9");
     }
 
     #[tokio::test]

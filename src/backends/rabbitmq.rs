@@ -11,7 +11,6 @@
 //! Passwords never leave the broker in clear text towards RabbitMQ: the user is created
 //! with a `password_hash` computed here (RabbitMQ's `rabbit_password_hashing_sha256`).
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,20 +18,23 @@ use base64::Engine as _;
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use super::common::{self, Endpoint, NamePrefix};
 use super::{BackendError, BindingSpec, Credentials, InstanceSpec, ServiceBackend, UpdateSpec};
+
+pub use super::common::DEFAULT_NAME_PREFIX;
+
+/// How the server is named in errors.
+const SERVER: &str = "RabbitMQ";
 
 /// The management API URL used when none is configured.
 pub const DEFAULT_API_URL: &str = "http://127.0.0.1:15672";
 
 /// The AMQP port written into credentials when none is configured.
 pub const DEFAULT_AMQP_PORT: u16 = 5672;
-
-/// The name prefix used when none is configured.
-pub const DEFAULT_NAME_PREFIX: &str = "bindery";
 
 /// Upper bound of the `max_connections` and `max_queues` plan settings.
 pub const MAX_LIMIT: u64 = 100_000;
@@ -83,15 +85,15 @@ pub struct RabbitmqBackend {
     api_base: Url,
     admin_username: String,
     admin_password: SecretString,
-    amqp_host: String,
-    amqp_port: u16,
-    name_prefix: String,
+    /// The AMQP host and port written into credentials.
+    amqp: Endpoint,
+    prefix: NamePrefix,
 }
 
 impl RabbitmqBackend {
     /// Checks the configuration and builds the HTTP client; does not connect.
     pub fn new(config: RabbitmqBackendConfig) -> anyhow::Result<Self> {
-        check_name_prefix(&config.name_prefix)?;
+        let prefix = NamePrefix::new(SERVER, &config.name_prefix)?;
         let mut api_base = Url::parse(&config.api_url)
             .map_err(|e| anyhow::anyhow!("the RabbitMQ management API URL is invalid: {e}"))?;
         if !matches!(api_base.scheme(), "http" | "https") {
@@ -114,11 +116,9 @@ impl RabbitmqBackend {
         if config.admin_username.is_empty() {
             anyhow::bail!("the RabbitMQ admin user name is empty");
         }
-        let amqp_host = match config.amqp_host {
-            Some(h) if h.trim().is_empty() => anyhow::bail!("the RabbitMQ AMQP host is empty"),
-            Some(h) => h,
-            None => api_host,
-        };
+        let amqp_host = config.amqp_host.unwrap_or(api_host);
+        let amqp_port = config.amqp_port.unwrap_or(DEFAULT_AMQP_PORT);
+        let amqp = Endpoint::new("RabbitMQ AMQP", amqp_host, amqp_port)?;
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
@@ -129,39 +129,19 @@ impl RabbitmqBackend {
             api_base,
             admin_username: config.admin_username,
             admin_password: config.admin_password,
-            amqp_host,
-            amqp_port: config.amqp_port.unwrap_or(DEFAULT_AMQP_PORT),
-            name_prefix: config.name_prefix,
+            amqp,
+            prefix,
         })
     }
 
     /// The vhost of an instance.
     pub fn vhost_name(&self, instance_id: &str) -> String {
-        format!("{}_{}", self.name_prefix, h(instance_id))
+        self.prefix.instance_name(instance_id)
     }
 
     /// The user of a binding.
     pub fn user_name(&self, instance_id: &str, binding_id: &str) -> String {
-        format!(
-            "{}{}",
-            self.instance_user_prefix(instance_id),
-            &h(binding_id)[..12]
-        )
-    }
-
-    /// What every user name of an instance starts with.
-    fn instance_user_prefix(&self, instance_id: &str) -> String {
-        format!("{}_{}_", self.name_prefix, &h(instance_id)[..12])
-    }
-
-    /// Whether `user` is a binding user of the instance: the prefix followed by exactly
-    /// the 12 hex characters of a binding hash, so that no other name (say, of another
-    /// bindery whose prefix happens to extend ours) is ever matched.
-    fn is_instance_user(&self, instance_id: &str, user: &str) -> bool {
-        user.strip_prefix(&self.instance_user_prefix(instance_id))
-            .is_some_and(|rest| {
-                rest.len() == 12 && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-            })
+        self.prefix.binding_user(instance_id, binding_id)
     }
 
     /// `api/<segments...>` under the base URL, each segment percent-encoded.
@@ -336,6 +316,7 @@ impl ServiceBackend for RabbitmqBackend {
 
     async fn deprovision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {
         let vhost = self.vhost_name(instance.instance_id);
+        let user_prefix = self.prefix.user_prefix(instance.instance_id);
         // Users go first so nobody reconnects while the connections are being closed.
         let mut users_url = self.url(&["users"]);
         users_url.query_pairs_mut().append_pair("columns", "name");
@@ -345,7 +326,7 @@ impl ServiceBackend for RabbitmqBackend {
             .unwrap_or_default();
         for user in users
             .iter()
-            .filter(|u| self.is_instance_user(instance.instance_id, &u.name))
+            .filter(|u| common::is_binding_user(&u.name, &user_prefix))
         {
             self.delete(self.url(&["users", &user.name]), "deleting a binding user")
                 .await?;
@@ -365,7 +346,7 @@ impl ServiceBackend for RabbitmqBackend {
     }
 
     async fn bind(&self, binding: &BindingSpec<'_>) -> Result<Credentials, BackendError> {
-        let read_only = read_only_parameter(binding.parameters)?;
+        let read_only = common::read_only_parameter(binding.parameters)?;
         let vhost = self.vhost_name(binding.instance.instance_id);
         let user = self.user_name(binding.instance.instance_id, binding.binding_id);
         if !self.vhost_exists(&vhost).await? {
@@ -401,13 +382,8 @@ impl ServiceBackend for RabbitmqBackend {
         )
         .await?;
 
-        let host = bracket_ipv6(&self.amqp_host);
         let secret = password.expose_secret();
-        let uri = format!(
-            "amqp://{user}:{secret}@{host}:{}/{}",
-            self.amqp_port,
-            percent_encode(&vhost)
-        );
+        let uri = self.amqp.uri("amqp", &user, secret, Some(&vhost));
         let mut http_api_uri = self.url(&[]);
         {
             let mut path = http_api_uri
@@ -419,10 +395,9 @@ impl ServiceBackend for RabbitmqBackend {
         // Both are [a-z0-9_] / alphanumeric, so these cannot fail on an http(s) URL.
         let _ = http_api_uri.set_username(&user);
         let _ = http_api_uri.set_password(Some(secret));
-        Ok(Credentials::service_binding("rabbitmq")
-            .with("uri", uri)
-            .with("host", self.amqp_host.clone())
-            .with("port", self.amqp_port.to_string())
+        Ok(self
+            .amqp
+            .credentials("rabbitmq", uri)
             .with("vhost", vhost)
             .with("username", user)
             .with("password", secret)
@@ -442,10 +417,9 @@ impl ServiceBackend for RabbitmqBackend {
 /// Problems in a plan's `backend.settings` for the RabbitMQ backend, one message each:
 /// an object with the optional integers `max_connections` and `max_queues` (1..=100000).
 pub fn check_plan_settings(settings: &Value) -> Vec<String> {
-    let map = match settings {
-        Value::Null => return Vec::new(),
-        Value::Object(map) => map,
-        _ => return vec!["the RabbitMQ plan settings must be a mapping".to_owned()],
+    let map = match common::settings_map(settings, "the RabbitMQ plan settings must be a mapping") {
+        Ok(map) => map,
+        Err(problems) => return problems,
     };
     let mut problems = Vec::new();
     for (key, value) in map {
@@ -481,42 +455,10 @@ fn limit_setting(plan_settings: &Value, key: &str) -> Result<Option<u64>, Backen
     }
 }
 
-/// The `read_only` bind parameter (default false).
-fn read_only_parameter(parameters: &Map<String, Value>) -> Result<bool, BackendError> {
-    match parameters.get("read_only") {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(BackendError::Failed(
-            "The bind parameter `read_only` must be true or false.".to_owned(),
-        )),
-    }
-}
-
-/// Checks a name prefix: `[a-z][a-z0-9_]{0,15}`.
-fn check_name_prefix(prefix: &str) -> anyhow::Result<()> {
-    let mut bytes = prefix.bytes();
-    let valid = prefix.len() <= 16
-        && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if !valid {
-        anyhow::bail!("the RabbitMQ name prefix must match [a-z][a-z0-9_]{{0,15}}");
-    }
-    Ok(())
-}
-
-/// The first 20 hex characters of the SHA-256 of an id.
-fn h(id: &str) -> String {
-    let mut hex = hex::encode(Sha256::digest(id.as_bytes()));
-    hex.truncate(20);
-    hex
-}
-
 /// RabbitMQ's `rabbit_password_hashing_sha256`: base64(salt ++ sha256(salt ++ password))
 /// with a 4-byte random salt.
 fn rabbit_sha256_password_hash(password: &str) -> Result<String, BackendError> {
-    let mut salt = [0u8; 4];
-    getrandom::fill(&mut salt).map_err(|_| random_error())?;
-    Ok(salted_sha256_hash(salt, password))
+    Ok(salted_sha256_hash(common::random_salt()?, password))
 }
 
 /// The hash for a given salt (split out so it can be checked against a known value).
@@ -529,32 +471,6 @@ fn salted_sha256_hash(salt: [u8; 4], password: &str) -> String {
     salted.extend_from_slice(&salt);
     salted.extend_from_slice(&digest);
     base64::engine::general_purpose::STANDARD.encode(salted)
-}
-
-fn random_error() -> BackendError {
-    BackendError::Failed("The operating system's random number generator failed.".to_owned())
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-/// An IPv6 literal needs brackets in a URI.
-fn bracket_ipv6(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    }
 }
 
 /// A transport failure (refused, timed out, reset): RabbitMQ may come back.
@@ -619,22 +535,5 @@ mod tests {
             salted_sha256_hash([0x90, 0x8d, 0xc6, 0x0a], "test12"),
             "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR"
         );
-    }
-
-    #[test]
-    fn prefixes_are_checked() {
-        assert!(check_name_prefix("bindery").is_ok());
-        assert!(check_name_prefix("a_1234567890abcd").is_ok());
-        for bad in ["", "1abc", "Bindery", "a-b", "a_1234567890abcde"] {
-            assert!(check_name_prefix(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn encoding() {
-        assert_eq!(percent_encode("a_b/c d"), "a_b%2Fc%20d");
-        assert_eq!(bracket_ipv6("::1"), "[::1]");
-        assert_eq!(bracket_ipv6("[::1]"), "[::1]");
-        assert_eq!(bracket_ipv6("rabbit"), "rabbit");
     }
 }

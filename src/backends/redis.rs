@@ -18,16 +18,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ::redis::aio::MultiplexedConnection;
-use ::redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, RedisError};
+use ::redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, FromRedisValue, RedisError};
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Map, Value};
+use secrecy::ExposeSecret;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::common::{self, ID_HASH_LEN, ServerConfig, SharedServer, id_hash};
 use super::{BackendError, BindingSpec, Credentials, InstanceSpec, ServiceBackend, UpdateSpec};
 
-/// The default `name_prefix`.
-pub const DEFAULT_NAME_PREFIX: &str = "bindery";
+pub use super::common::DEFAULT_NAME_PREFIX;
+
+/// How the server is named in errors.
+const SERVER: &str = "Redis";
 
 /// The plan settings this backend understands (all optional).
 pub const PLAN_SETTINGS: &[&str] = &["allow_pubsub"];
@@ -45,34 +48,12 @@ const SCAN_BATCH: usize = 1000;
 
 const UNREACHABLE: &str = "The Redis server for this service is unreachable; try again later.";
 
-/// How [`RedisBackend`] reaches the server. `Debug` never shows the admin URL.
-#[derive(Debug, Clone)]
-pub struct RedisBackendConfig {
-    /// Admin connection, `redis://[user[:password]@]host[:port][/0]`. The user needs
-    /// `+@all ~* &*` or at least: PING, INFO, ACL, CLIENT KILL, CONFIG GET, SCAN and
-    /// UNLINK on every key. Only database 0 is supported; TLS and Unix sockets are not.
-    pub admin_url: SecretString,
-    /// Host written into credentials; default: the admin URL's host.
-    pub credentials_host: Option<String>,
-    /// Port written into credentials; default: the admin URL's port (6379).
-    pub credentials_port: Option<u16>,
-    /// Prefix of every key prefix and ACL user name bindery creates:
-    /// `[a-z][a-z0-9_]{0,15}`, default [`DEFAULT_NAME_PREFIX`].
-    pub name_prefix: String,
-}
-
-impl RedisBackendConfig {
-    /// A configuration with the default name prefix and credentials host/port taken
-    /// from the admin URL.
-    pub fn new(admin_url: SecretString) -> Self {
-        Self {
-            admin_url,
-            credentials_host: None,
-            credentials_port: None,
-            name_prefix: DEFAULT_NAME_PREFIX.to_owned(),
-        }
-    }
-}
+/// How [`RedisBackend`] reaches the server. The admin URL is
+/// `redis://[user[:password]@]host[:port][/0]`; its user needs `+@all ~* &*` or at
+/// least: PING, INFO, ACL, CLIENT KILL, CONFIG GET, SCAN and UNLINK on every key. Only
+/// database 0 is supported; TLS and Unix sockets are not. The credentials port
+/// defaults to the admin URL's port (6379).
+pub type RedisBackendConfig = ServerConfig;
 
 /// The Redis backend. Connects lazily (on first use), so bindery starts while the
 /// server is down; one multiplexed admin connection is shared by all calls and
@@ -80,23 +61,10 @@ impl RedisBackendConfig {
 pub struct RedisBackend {
     client: Client,
     connection: Mutex<Option<MultiplexedConnection>>,
-    credentials_host: String,
-    credentials_port: u16,
-    name_prefix: String,
+    server: SharedServer,
     /// Operator warnings (open `default` user, ACLs not persisted) are logged once.
     warned_default_user: AtomicBool,
     warned_no_aclfile: AtomicBool,
-}
-
-impl fmt::Debug for RedisBackend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The client holds the admin password: never print it.
-        f.debug_struct("RedisBackend")
-            .field("credentials_host", &self.credentials_host)
-            .field("credentials_port", &self.credentials_port)
-            .field("name_prefix", &self.name_prefix)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The plan settings, parsed.
@@ -109,23 +77,15 @@ struct PlanSettings {
 /// Lists every problem in a plan's `backend.settings` for the `redis` kind, one message
 /// each. Known settings: `allow_pubsub` (bool, default true). `null` and `{}` are valid.
 pub fn check_plan_settings(settings: &Value) -> Vec<String> {
-    match parse_settings(settings) {
-        Ok(_) => Vec::new(),
-        Err(problems) => problems,
-    }
+    common::problems(parse_settings(settings))
 }
 
 fn parse_settings(settings: &Value) -> Result<PlanSettings, Vec<String>> {
     let mut parsed = PlanSettings { allow_pubsub: true };
-    let map = match settings {
-        Value::Null => return Ok(parsed),
-        Value::Object(map) => map,
-        _ => {
-            return Err(vec![
-                "redis backend settings must be an object (or be left out)".to_owned(),
-            ]);
-        }
-    };
+    let map = common::settings_map(
+        settings,
+        "redis backend settings must be an object (or be left out)",
+    )?;
     let mut problems = Vec::new();
     for (key, value) in map {
         match key.as_str() {
@@ -144,25 +104,6 @@ fn parse_settings(settings: &Value) -> Result<PlanSettings, Vec<String>> {
     } else {
         Err(problems)
     }
-}
-
-/// Reads the `read_only` bind parameter (bool, default false).
-fn read_only_parameter(parameters: &Map<String, Value>) -> Result<bool, BackendError> {
-    match parameters.get("read_only") {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(BackendError::Failed(
-            "The bind parameter `read_only` must be true or false.".to_owned(),
-        )),
-    }
-}
-
-/// `h(id)`: the first 20 hex characters of sha256(id). Ids are opaque user input: they
-/// only ever reach the server hashed.
-fn h(id: &str) -> String {
-    let mut hex = hex::encode(Sha256::digest(id.as_bytes()));
-    hex.truncate(20);
-    hex
 }
 
 /// Backslash-escapes the glob metacharacters Redis patterns know (`* ? [ ] \`).
@@ -190,6 +131,78 @@ fn prefix_pattern(prefix: &str) -> Result<String, BackendError> {
     Ok(format!("{escaped}*"))
 }
 
+/// The denials and re-allowances of every binding's user, after its grants.
+const SHARED_RULES: &[&str] = &[
+    // Server administration and everything Redis itself flags as dangerous:
+    // CONFIG, ACL (bar WHOAMI, re-allowed below), DEBUG, SHUTDOWN, MONITOR, MODULE,
+    // SAVE/BGSAVE, REPLICAOF, FAILOVER, SLOWLOG and LATENCY (they show other
+    // tenants' commands), INFO, ROLE, CLIENT LIST/KILL/PAUSE/UNBLOCK, FLUSHALL and
+    // FLUSHDB (they wipe every tenant's keys), KEYS (whole keyspace), SWAPDB,
+    // MIGRATE and RESTORE (crafted payloads), SORT (re-allowed below).
+    "-@admin",
+    "-@dangerous",
+    // Scripts and functions: the script cache and the function libraries are one
+    // namespace for the whole server (SCRIPT FLUSH, FUNCTION LOAD/DELETE/FLUSH
+    // would hit other tenants), a busy script blocks every tenant until it is
+    // killed, and scripts may reach keys they did not declare.
+    "-@scripting",
+    // The same denials by name, so a category change in a future Redis version
+    // cannot silently re-open them.
+    "-flushall",
+    "-flushdb",
+    "-keys",
+    "-config",
+    "-debug",
+    "-shutdown",
+    "-monitor",
+    "-module",
+    "-migrate",
+    "-swapdb",
+    "-restore",
+    "-eval",
+    "-evalsha",
+    "-eval_ro",
+    "-evalsha_ro",
+    "-script",
+    "-function",
+    "-fcall",
+    "-fcall_ro",
+    // Commands that take no key and would reveal other tenants' key names or their
+    // number: SCAN (MATCH cannot be restricted by ACL), RANDOMKEY, DBSIZE.
+    "-scan",
+    "-randomkey",
+    "-dbsize",
+    // Tenants stay in database 0: deprovisioning only scans database 0, and the key
+    // patterns apply in every database. SELECT, MOVE and COPY (its DB option) would
+    // put keys where deprovisioning never looks.
+    "-select",
+    "-move",
+    "-copy",
+    // PUBSUB CHANNELS/NUMSUB/SHARDCHANNELS list every tenant's channels.
+    "-pubsub",
+    // MEMORY STATS/DOCTOR/MALLOC-STATS/PURGE describe the whole server; MEMORY
+    // USAGE is per key and re-allowed below.
+    "-memory",
+    // CLUSTER GETKEYSINSLOT/COUNTKEYSINSLOT reveal keys; nothing here needs CLUSTER.
+    "-cluster",
+    // CLIENT: everything but the subcommands about the caller's own connection
+    // (re-allowed below). TRACKING with REDIRECT/BCAST and REPLY are left out to
+    // keep the surface small.
+    "-client",
+    // ACL: only WHOAMI (re-allowed below); the rest is @admin anyway.
+    "-acl",
+    // Re-allowed, each harmless to other tenants:
+    "+client|id",
+    "+client|getname",
+    "+client|setname",
+    "+client|info",
+    "+acl|whoami",
+    "+memory|usage",
+    // SORT/SORT_RO are @dangerous only for their BY/GET patterns, which Redis 7
+    // refuses to any user without access to all keys; plain SORT stays per key.
+    "+sort_ro",
+];
+
 /// The command rules of a binding's user, applied after `nocommands`. Order matters:
 /// grants first, then denials, then the few subcommands re-allowed.
 fn command_rules(read_only: bool, allow_pubsub: bool) -> Vec<&'static str> {
@@ -204,76 +217,7 @@ fn command_rules(read_only: bool, allow_pubsub: bool) -> Vec<&'static str> {
         // is not scoped by key or channel.
         vec!["+@all"]
     };
-    rules.extend([
-        // Server administration and everything Redis itself flags as dangerous:
-        // CONFIG, ACL (bar WHOAMI, re-allowed below), DEBUG, SHUTDOWN, MONITOR, MODULE,
-        // SAVE/BGSAVE, REPLICAOF, FAILOVER, SLOWLOG and LATENCY (they show other
-        // tenants' commands), INFO, ROLE, CLIENT LIST/KILL/PAUSE/UNBLOCK, FLUSHALL and
-        // FLUSHDB (they wipe every tenant's keys), KEYS (whole keyspace), SWAPDB,
-        // MIGRATE and RESTORE (crafted payloads), SORT (re-allowed below).
-        "-@admin",
-        "-@dangerous",
-        // Scripts and functions: the script cache and the function libraries are one
-        // namespace for the whole server (SCRIPT FLUSH, FUNCTION LOAD/DELETE/FLUSH
-        // would hit other tenants), a busy script blocks every tenant until it is
-        // killed, and scripts may reach keys they did not declare.
-        "-@scripting",
-        // The same denials by name, so a category change in a future Redis version
-        // cannot silently re-open them.
-        "-flushall",
-        "-flushdb",
-        "-keys",
-        "-config",
-        "-debug",
-        "-shutdown",
-        "-monitor",
-        "-module",
-        "-migrate",
-        "-swapdb",
-        "-restore",
-        "-eval",
-        "-evalsha",
-        "-eval_ro",
-        "-evalsha_ro",
-        "-script",
-        "-function",
-        "-fcall",
-        "-fcall_ro",
-        // Commands that take no key and would reveal other tenants' key names or their
-        // number: SCAN (MATCH cannot be restricted by ACL), RANDOMKEY, DBSIZE.
-        "-scan",
-        "-randomkey",
-        "-dbsize",
-        // Tenants stay in database 0: deprovisioning only scans database 0, and the key
-        // patterns apply in every database. SELECT, MOVE and COPY (its DB option) would
-        // put keys where deprovisioning never looks.
-        "-select",
-        "-move",
-        "-copy",
-        // PUBSUB CHANNELS/NUMSUB/SHARDCHANNELS list every tenant's channels.
-        "-pubsub",
-        // MEMORY STATS/DOCTOR/MALLOC-STATS/PURGE describe the whole server; MEMORY
-        // USAGE is per key and re-allowed below.
-        "-memory",
-        // CLUSTER GETKEYSINSLOT/COUNTKEYSINSLOT reveal keys; nothing here needs CLUSTER.
-        "-cluster",
-        // CLIENT: everything but the subcommands about the caller's own connection
-        // (re-allowed below). TRACKING with REDIRECT/BCAST and REPLY are left out to
-        // keep the surface small.
-        "-client",
-        // ACL: only WHOAMI (re-allowed below); the rest is @admin anyway.
-        "-acl",
-        // Re-allowed, each harmless to other tenants:
-        "+client|id",
-        "+client|getname",
-        "+client|setname",
-        "+client|info",
-        "+acl|whoami",
-        "+memory|usage",
-        // SORT/SORT_RO are @dangerous only for their BY/GET patterns, which Redis 7
-        // refuses to any user without access to all keys; plain SORT stays per key.
-        "+sort_ro",
-    ]);
+    rules.extend_from_slice(SHARED_RULES);
     if !read_only {
         rules.push("+sort");
     }
@@ -340,6 +284,39 @@ fn map_error(e: &RedisError, action: &str) -> BackendError {
     }
 }
 
+/// Appends a binding user's channel and command rules to an `ACL SETUSER`.
+fn push_permissions(cmd: &mut Cmd, names: &InstanceNames, read_only: bool, settings: PlanSettings) {
+    if settings.allow_pubsub {
+        cmd.arg(format!("&{}", names.pattern));
+    }
+    cmd.arg("nocommands");
+    for rule in command_rules(read_only, settings.allow_pubsub) {
+        cmd.arg(rule);
+    }
+}
+
+/// A command from its words.
+fn command(args: &[&str]) -> Cmd {
+    let mut cmd = Cmd::new();
+    for arg in args {
+        cmd.arg(*arg);
+    }
+    cmd
+}
+
+/// Runs one command; `action` says in an error what the server was asked to do
+/// ("list its ACL users (ACL USERS)").
+async fn query<T: FromRedisValue>(
+    conn: &mut MultiplexedConnection,
+    args: &[&str],
+    action: &str,
+) -> Result<T, BackendError> {
+    command(args)
+        .query_async(conn)
+        .await
+        .map_err(|e| map_error(&e, action))
+}
+
 /// Reads one field of an `ACL GETUSER` reply as text (Redis 7 returns `keys` and
 /// `channels` as strings, `flags` as an array).
 fn field_text(fields: &HashMap<String, ::redis::Value>, name: &str) -> Vec<String> {
@@ -365,62 +342,27 @@ impl RedisBackend {
     /// Builds the backend without connecting. Fails on an invalid configuration; the
     /// error never contains the admin URL.
     pub fn new(config: RedisBackendConfig) -> anyhow::Result<Self> {
-        let prefix = &config.name_prefix;
-        let valid_prefix = prefix.len() <= 16
-            && prefix.starts_with(|c: char| c.is_ascii_lowercase())
-            && prefix
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !valid_prefix {
-            anyhow::bail!(
-                "redis backend: name_prefix {prefix:?} is invalid: it must match [a-z][a-z0-9_]{{0,15}}"
-            );
-        }
-
-        let url = url::Url::parse(config.admin_url.expose_secret()).map_err(|_| {
-            anyhow::anyhow!(
-                "redis backend: the admin URL is not a valid URL (expected redis://[user[:password]@]host[:port][/0])"
-            )
-        })?;
-        if url.scheme() != "redis" {
-            anyhow::bail!(
-                "redis backend: the admin URL must use the redis:// scheme (got {}://; TLS and Unix sockets are not supported)",
-                url.scheme()
-            );
-        }
+        const SCHEMES: [&str; 1] = ["redis"];
+        let (url, prefix) = config.check(SERVER, &SCHEMES)?;
         // Tenants are confined to database 0 and deprovisioning scans the admin
         // connection's database: both must be the same.
         if !matches!(url.path(), "" | "/" | "/0") {
-            anyhow::bail!("redis backend: the admin URL must use database 0 (no path or /0)");
+            anyhow::bail!("the Redis admin URL must use database 0 (no path or /0)");
         }
         let admin_host = match url.host() {
             Some(url::Host::Domain(d)) => d.to_owned(),
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => anyhow::bail!("redis backend: the admin URL has no host"),
+            None => anyhow::bail!("the Redis admin URL has no host"),
         };
-        let admin_port = url.port().unwrap_or(6379);
-        let client = Client::open(config.admin_url.expose_secret()).map_err(|_| {
-            anyhow::anyhow!(
-                "redis backend: the admin URL is not usable (expected redis://[user[:password]@]host[:port][/0])"
-            )
-        })?;
-
-        let credentials_host = config.credentials_host.unwrap_or(admin_host);
-        let credentials_port = config.credentials_port.unwrap_or(admin_port);
-        // Fail now rather than at the first bind if the host cannot go into a URI.
-        credentials_uri(&credentials_host, credentials_port, "user", "password").map_err(|_| {
-            anyhow::anyhow!(
-                "redis backend: credentials_host {credentials_host:?} is not a valid host"
-            )
-        })?;
+        let client = Client::open(config.admin_url.expose_secret())
+            .map_err(|_| common::invalid_admin_url(SERVER, &SCHEMES))?;
+        let endpoint = config.endpoint(SERVER, Some(&admin_host), url.port().unwrap_or(6379))?;
 
         Ok(Self {
             client,
             connection: Mutex::new(None),
-            credentials_host,
-            credentials_port,
-            name_prefix: config.name_prefix,
+            server: SharedServer { endpoint, prefix },
             warned_default_user: AtomicBool::new(false),
             warned_no_aclfile: AtomicBool::new(false),
         })
@@ -429,17 +371,17 @@ impl RedisBackend {
     /// The key prefix of an instance: `<name_prefix>:<h(instance)>:`. Bindings' keys and
     /// channels must start with it.
     pub fn key_prefix(&self, instance_id: &str) -> String {
-        format!("{}:{}:", self.name_prefix, h(instance_id))
+        format!(
+            "{}:{}:",
+            self.server.prefix,
+            id_hash(instance_id, ID_HASH_LEN)
+        )
     }
 
     /// The ACL user name of a binding: `<name_prefix>_<h(instance)[..12]>_<h(binding)[..12]>`
     /// (Redis has no length limit on user names).
     pub fn user_name(&self, instance_id: &str, binding_id: &str) -> String {
-        format!("{}{}", self.user_prefix(instance_id), &h(binding_id)[..12])
-    }
-
-    fn user_prefix(&self, instance_id: &str) -> String {
-        format!("{}_{}_", self.name_prefix, &h(instance_id)[..12])
+        self.server.prefix.binding_user(instance_id, binding_id)
     }
 
     fn names(&self, instance_id: &str) -> Result<InstanceNames, BackendError> {
@@ -448,7 +390,7 @@ impl RedisBackend {
         Ok(InstanceNames {
             key_prefix,
             pattern,
-            user_prefix: self.user_prefix(instance_id),
+            user_prefix: self.server.prefix.user_prefix(instance_id),
         })
     }
 
@@ -494,12 +436,12 @@ impl RedisBackend {
     /// Checks the server is one this backend can isolate tenants on, and warns the
     /// operator (once) about settings that undermine it.
     async fn check_server(&self, conn: &mut MultiplexedConnection) -> Result<(), BackendError> {
-        let info: String = Cmd::new()
-            .arg("INFO")
-            .arg("server")
-            .query_async(conn)
-            .await
-            .map_err(|e| map_error(&e, "report its version (INFO server)"))?;
+        let info: String = query(
+            conn,
+            &["INFO", "server"],
+            "report its version (INFO server)",
+        )
+        .await?;
         let version = info
             .lines()
             .find_map(|line| line.trim().strip_prefix("redis_version:"))
@@ -522,13 +464,12 @@ impl RedisBackend {
         }
 
         if !self.warned_default_user.load(Ordering::Relaxed) {
-            let fields: Option<HashMap<String, ::redis::Value>> = Cmd::new()
-                .arg("ACL")
-                .arg("GETUSER")
-                .arg("default")
-                .query_async(conn)
-                .await
-                .map_err(|e| map_error(&e, "describe its ACL users (ACL GETUSER)"))?;
+            let fields: Option<HashMap<String, ::redis::Value>> = query(
+                conn,
+                &["ACL", "GETUSER", "default"],
+                "describe its ACL users (ACL GETUSER)",
+            )
+            .await?;
             if let Some(fields) = fields {
                 let flags = field_text(&fields, "flags");
                 let open = flags.iter().any(|f| f == "on") && flags.iter().any(|f| f == "nopass");
@@ -549,21 +490,15 @@ impl RedisBackend {
     /// server restart. Without an ACL file there is nothing bindery can do safely
     /// (CONFIG REWRITE would rewrite the operator's redis.conf): warn once.
     async fn persist_acl(&self, conn: &mut MultiplexedConnection) -> Result<(), BackendError> {
-        let config: HashMap<String, String> = Cmd::new()
-            .arg("CONFIG")
-            .arg("GET")
-            .arg("aclfile")
-            .query_async(conn)
-            .await
-            .map_err(|e| map_error(&e, "report its ACL file (CONFIG GET aclfile)"))?;
+        let config: HashMap<String, String> = query(
+            conn,
+            &["CONFIG", "GET", "aclfile"],
+            "report its ACL file (CONFIG GET aclfile)",
+        )
+        .await?;
         let has_file = config.get("aclfile").is_some_and(|f| !f.is_empty());
         if has_file {
-            Cmd::new()
-                .arg("ACL")
-                .arg("SAVE")
-                .query_async::<()>(conn)
-                .await
-                .map_err(|e| map_error(&e, "save its ACL file (ACL SAVE)"))?;
+            query::<()>(conn, &["ACL", "SAVE"], "save its ACL file (ACL SAVE)").await?;
         } else if !self.warned_no_aclfile.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 "the Redis server has no `aclfile`: the ACL users bindery creates for bindings are \
@@ -582,12 +517,8 @@ impl RedisBackend {
         conn: &mut MultiplexedConnection,
         names: &InstanceNames,
     ) -> Result<Vec<(String, bool)>, BackendError> {
-        let all: Vec<String> = Cmd::new()
-            .arg("ACL")
-            .arg("USERS")
-            .query_async(conn)
-            .await
-            .map_err(|e| map_error(&e, "list its ACL users (ACL USERS)"))?;
+        let all: Vec<String> =
+            query(conn, &["ACL", "USERS"], "list its ACL users (ACL USERS)").await?;
         let read_write = format!("~{}", names.pattern);
         let read_only = format!("%R~{}", names.pattern);
         let mut users = Vec::new();
@@ -595,13 +526,12 @@ impl RedisBackend {
             .into_iter()
             .filter(|n| n.starts_with(&names.user_prefix))
         {
-            let fields: Option<HashMap<String, ::redis::Value>> = Cmd::new()
-                .arg("ACL")
-                .arg("GETUSER")
-                .arg(&name)
-                .query_async(conn)
-                .await
-                .map_err(|e| map_error(&e, "describe an ACL user (ACL GETUSER)"))?;
+            let fields: Option<HashMap<String, ::redis::Value>> = query(
+                conn,
+                &["ACL", "GETUSER", &name],
+                "describe an ACL user (ACL GETUSER)",
+            )
+            .await?;
             // Deleted in the meantime: nothing to do.
             let Some(fields) = fields else { continue };
             let keys = field_text(&fields, "keys").join(" ");
@@ -625,11 +555,7 @@ impl RedisBackend {
     ) -> Result<(), BackendError> {
         // ACL DELUSER disconnects the user's clients too; killing them first makes that
         // explicit and does not depend on the server version.
-        let killed = Cmd::new()
-            .arg("CLIENT")
-            .arg("KILL")
-            .arg("USER")
-            .arg(user)
+        let killed = command(&["CLIENT", "KILL", "USER", user])
             .query_async::<i64>(conn)
             .await;
         if let Err(e) = killed {
@@ -642,13 +568,12 @@ impl RedisBackend {
                 ));
             }
         }
-        Cmd::new()
-            .arg("ACL")
-            .arg("DELUSER")
-            .arg(user)
-            .query_async::<i64>(conn)
-            .await
-            .map_err(|e| map_error(&e, "delete a binding's user (ACL DELUSER)"))?;
+        query::<i64>(
+            conn,
+            &["ACL", "DELUSER", user],
+            "delete a binding's user (ACL DELUSER)",
+        )
+        .await?;
         Ok(())
     }
 
@@ -661,42 +586,22 @@ impl RedisBackend {
         read_only: bool,
         settings: PlanSettings,
     ) -> Result<(), BackendError> {
-        let mut cmd = Cmd::new();
-        cmd.arg("ACL").arg("SETUSER").arg(user).arg("resetchannels");
-        if settings.allow_pubsub {
-            cmd.arg(format!("&{}", names.pattern));
-        }
-        cmd.arg("nocommands");
-        for rule in command_rules(read_only, settings.allow_pubsub) {
-            cmd.arg(rule);
-        }
+        let mut cmd = command(&["ACL", "SETUSER", user, "resetchannels"]);
+        push_permissions(&mut cmd, names, read_only, settings);
         cmd.query_async::<()>(conn)
             .await
             .map_err(|e| map_error(&e, "change a binding's permissions (ACL SETUSER)"))
     }
 }
 
-/// `redis://user:password@host:port`, with userinfo percent-encoded and IPv6 hosts
-/// bracketed.
-fn credentials_uri(host: &str, port: u16, user: &str, password: &str) -> Result<String, ()> {
-    let mut uri = url::Url::parse("redis://localhost").map_err(|_| ())?;
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    };
-    uri.set_host(Some(&host)).map_err(|_| ())?;
-    uri.set_port(Some(port))?;
-    uri.set_username(user)?;
-    uri.set_password(Some(password))?;
-    Ok(uri.to_string())
+fn invalid_settings(problems: Vec<String>) -> BackendError {
+    common::invalid_plan_settings("The plan's redis settings are invalid", problems)
 }
 
-fn invalid_settings(problems: Vec<String>) -> BackendError {
-    BackendError::Failed(format!(
-        "The plan's redis settings are invalid: {}",
-        problems.join("; ")
-    ))
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.server.debug_as("RedisBackend", f)
+    }
 }
 
 #[async_trait]
@@ -780,7 +685,7 @@ impl ServiceBackend for RedisBackend {
     /// password is sent only as its SHA-256 (`#<hex>`), never in plain text.
     async fn bind(&self, binding: &BindingSpec<'_>) -> Result<Credentials, BackendError> {
         let settings = parse_settings(binding.instance.plan_settings).map_err(invalid_settings)?;
-        let read_only = read_only_parameter(binding.parameters)?;
+        let read_only = common::read_only_parameter(binding.parameters)?;
         let names = self.names(binding.instance.instance_id)?;
         let user = self.user_name(binding.instance.instance_id, binding.binding_id);
         let password = binding.password.expose_secret();
@@ -802,13 +707,7 @@ impl ServiceBackend for RedisBackend {
             } else {
                 format!("~{}", names.pattern)
             });
-        if settings.allow_pubsub {
-            cmd.arg(format!("&{}", names.pattern));
-        }
-        cmd.arg("nocommands");
-        for rule in command_rules(read_only, settings.allow_pubsub) {
-            cmd.arg(rule);
-        }
+        push_permissions(&mut cmd, &names, read_only, settings);
         cmd.arg("on");
 
         let mut conn = self.admin().await?;
@@ -817,19 +716,11 @@ impl ServiceBackend for RedisBackend {
             .map_err(|e| map_error(&e, "create the binding's user (ACL SETUSER)"))?;
         self.persist_acl(&mut conn).await?;
 
-        let uri = credentials_uri(
-            &self.credentials_host,
-            self.credentials_port,
-            &user,
-            password,
-        )
-        .map_err(|_| {
-            BackendError::Failed("Could not build the Redis connection URI.".to_owned())
-        })?;
-        Ok(Credentials::service_binding("redis")
-            .with("uri", uri)
-            .with("host", self.credentials_host.clone())
-            .with("port", self.credentials_port.to_string())
+        let uri = self.server.endpoint.uri("redis", &user, password, None);
+        Ok(self
+            .server
+            .endpoint
+            .credentials("redis", uri)
             .with("username", user)
             .with("password", password)
             .with("key_prefix", names.key_prefix))
@@ -854,18 +745,6 @@ mod tests {
         assert_eq!(glob_escape(r"a*b?c[d]e\f"), r"a\*b\?c\[d\]e\\f");
         assert!(prefix_pattern("bindery:0123abcd:").is_ok());
         assert!(prefix_pattern("bindery:*:").is_err());
-    }
-
-    #[test]
-    fn credentials_uri_encodes_and_brackets() {
-        assert_eq!(
-            credentials_uri("::1", 6380, "u_1", "p").unwrap(),
-            "redis://u_1:p@[::1]:6380"
-        );
-        assert_eq!(
-            credentials_uri("redis.example", 6379, "u", "p@/x").unwrap(),
-            "redis://u:p%40%2Fx@redis.example:6379"
-        );
     }
 
     #[test]

@@ -9,23 +9,11 @@
 
 use std::fmt;
 
-use sha2::{Digest, Sha256};
+pub use super::common::{BINDING_HASH_LEN, ID_HASH_LEN, MAX_PREFIX_LEN, id_hash, is_valid_prefix};
 
 /// PostgreSQL truncates identifiers longer than this (NAMEDATALEN - 1); a longer name
 /// would silently collide with another one, so it is refused instead.
 pub const MAX_IDENT_LEN: usize = 63;
-
-/// Hex characters of `sha256(id)` used in instance names: 80 bits, so collisions
-/// between instances are not a practical concern.
-pub const ID_HASH_LEN: usize = 20;
-
-/// Hex characters of `sha256(binding_id)` used in a binding role name (48 bits, only
-/// needs to be unique among the bindings of one instance).
-pub const BINDING_HASH_LEN: usize = 12;
-
-/// Longest accepted name prefix, so that every generated name stays far below
-/// [`MAX_IDENT_LEN`].
-pub const MAX_PREFIX_LEN: usize = 16;
 
 /// Why a string was refused as an identifier or literal.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,18 +94,6 @@ pub fn quote_literal(value: &str) -> Result<String, IdentError> {
     Ok(format!("'{}'", value.replace('\'', "''")))
 }
 
-/// Whether `prefix` is acceptable as the prefix of generated names:
-/// `[a-z][a-z0-9_]{0,15}`.
-pub fn is_valid_prefix(prefix: &str) -> bool {
-    let bytes = prefix.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= MAX_PREFIX_LEN
-        && bytes[0].is_ascii_lowercase()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
-}
-
 /// Whether `name` is an extension name bindery accepts: `^[a-z_][a-z0-9_]{0,62}$`.
 pub fn is_valid_extension_name(name: &str) -> bool {
     let bytes = name.as_bytes();
@@ -127,14 +103,6 @@ pub fn is_valid_extension_name(name: &str) -> bool {
         && bytes
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
-}
-
-/// The first `len` hex characters of `sha256(id)`: a fixed-size, SQL-safe stand-in
-/// for an opaque platform id, the same on every call so that every step can be rerun.
-pub fn id_hash(id: &str, len: usize) -> String {
-    let mut hex = hex::encode(Sha256::digest(id.as_bytes()));
-    hex.truncate(len);
-    hex
 }
 
 /// Every name of one service instance, derived from the prefix and the instance id.
