@@ -107,6 +107,21 @@ pub enum LastOperationOutcome {
     Gone,
 }
 
+/// What the audit trail records of a mutating request, besides its context.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditedRequest<'a> {
+    /// `provision`, `update`, `deprovision`, `bind` or `unbind`.
+    pub action: &'a str,
+    /// The instance in the request's path.
+    pub instance_id: &'a str,
+    /// The binding in the request's path, for binding actions.
+    pub binding_id: Option<&'a str>,
+    /// The operation the answer started or replayed, if any.
+    pub operation_id: Option<Uuid>,
+    /// The answer's HTTP status.
+    pub status: u16,
+}
+
 /// Settings of the broker layer.
 #[derive(Debug, Clone)]
 pub struct BrokerOptions {
@@ -187,23 +202,14 @@ impl Broker {
 
     /// Queues an event for the audit trail; a failure to write it is logged and
     /// counted (`bindery_audit_events_lost_total`), never fails the request.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_audit(
-        &self,
-        ctx: &RequestContext,
-        action: &str,
-        instance_id: &str,
-        binding_id: Option<&str>,
-        operation_id: Option<Uuid>,
-        status: u16,
-    ) {
+    pub async fn record_audit(&self, ctx: &RequestContext, request: AuditedRequest<'_>) {
         let event = AuditEvent {
             occurred_at: Utc::now(),
-            action: action.to_owned(),
-            instance_id: instance_id.to_owned(),
-            binding_id: binding_id.map(str::to_owned),
-            operation_id,
-            status,
+            action: request.action.to_owned(),
+            instance_id: request.instance_id.to_owned(),
+            binding_id: request.binding_id.map(str::to_owned),
+            operation_id: request.operation_id,
+            status: request.status,
             api_version: ctx.version.to_string(),
             request_id: ctx.request_id.clone(),
             platform: ctx.identity.as_ref().map(|i| i.platform.clone()),

@@ -2,12 +2,11 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::extract::{OsbJson, OsbPath, OsbQuery};
-use crate::broker::{BindOutcome, RequestContext};
+use super::extract::{AcceptsIncomplete, OsbJson, OsbPath, OsbQuery};
+use super::openapi::OsbHeaders;
+use crate::broker::{BindOutcome, DeleteOutcome, LastOperationOutcome, RequestContext};
 use crate::error::BrokerError;
 use crate::osb::{BindRequest, BindResponse, ErrorBody, LastOperationResponse, OperationResponse};
 
@@ -16,9 +15,7 @@ use crate::osb::{BindRequest, BindResponse, ErrorBody, LastOperationResponse, Op
         ("instance_id" = String, Path, description = "The instance"),
         ("binding_id" = String, Path, description = "Platform-chosen id"),
         ("accepts_incomplete" = Option<bool>, Query, description = "2.14+: the platform accepts a 202"),
-        ("X-Broker-API-Version" = String, Header, description = "OSB API version, 2.13 or later", example = "2.13"),
-        ("X-Broker-API-Originating-Identity" = Option<String>, Header, description = "`<platform> <base64 JSON>` of the user behind the request"),
-        ("X-Broker-API-Request-Identity" = Option<String>, Header, description = "2.15: a request id, echoed in the response"),
+        OsbHeaders,
     ),
     request_body = BindRequest,
     responses(
@@ -26,15 +23,10 @@ use crate::osb::{BindRequest, BindResponse, ErrorBody, LastOperationResponse, Op
         (status = 200, description = "An identical binding exists; the same credentials", body = BindResponse),
         (status = 202, description = "2.14+: binding in progress", body = OperationResponse),
         (status = 400, description = "Malformed request or invalid data; the description names the field", body = ErrorBody),
-        (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
         (status = 404, description = "No such resource", body = ErrorBody),
         (status = 409, description = "The id exists with different attributes", body = ErrorBody),
-        (status = 412, description = "Missing or unsupported X-Broker-API-Version", body = ErrorBody),
-        (status = 413, description = "Request body over the limit", body = ErrorBody),
         (status = 422, description = "AsyncRequired, ConcurrencyError, RequiresApp, MaintenanceInfoConflict, or a change the state does not allow", body = ErrorBody),
-        (status = 500, description = "Broker fault; the description carries the request id", body = ErrorBody),
         (status = 502, description = "The managed server refused the operation", body = ErrorBody),
-        (status = 503, description = "The broker's database or the managed server is unavailable; retry", body = ErrorBody),
     ),
     security(("basic" = []), ("bearer" = []))
 )]
@@ -43,45 +35,14 @@ pub async fn bind(
     State(state): State<AppState>,
     ctx: RequestContext,
     OsbPath((instance_id, binding_id)): OsbPath<(String, String)>,
-    query: OsbQuery,
+    AcceptsIncomplete(accepts_incomplete): AcceptsIncomplete,
     body: Result<OsbJson<BindRequest>, BrokerError>,
-) -> Response {
-    let result = async {
-        let accepts_incomplete = query.accepts_incomplete()?;
-        let OsbJson(request) = body?;
-        state
-            .broker
-            .bind(&ctx, &instance_id, &binding_id, request, accepts_incomplete)
-            .await
-    }
-    .await;
-    let (response, operation) = match result {
-        Ok(BindOutcome::Created(b)) => ((StatusCode::CREATED, Json(b)).into_response(), None),
-        Ok(BindOutcome::AlreadyExists(b)) => ((StatusCode::OK, Json(b)).into_response(), None),
-        Ok(BindOutcome::Accepted { operation }) => (
-            (
-                StatusCode::ACCEPTED,
-                Json(OperationResponse {
-                    operation: Some(operation.clone()),
-                    metadata: None,
-                }),
-            )
-                .into_response(),
-            Some(operation),
-        ),
-        Err(e) => (e.into_response(), None),
-    };
-    super::audit(
-        &state,
-        &ctx,
-        "bind",
-        &instance_id,
-        Some(&binding_id),
-        operation.as_deref(),
-        response.status(),
-    )
-    .await;
-    response
+) -> Result<BindOutcome, BrokerError> {
+    let OsbJson(request) = body?;
+    state
+        .broker
+        .bind(&ctx, &instance_id, &binding_id, request, accepts_incomplete)
+        .await
 }
 
 #[utoipa::path(delete, path = "/v2/service_instances/{instance_id}/service_bindings/{binding_id}", tag = "bindings",
@@ -91,21 +52,15 @@ pub async fn bind(
         ("service_id" = String, Query, description = "The instance's service"),
         ("plan_id" = String, Query, description = "The instance's plan"),
         ("accepts_incomplete" = Option<bool>, Query, description = "2.14+: the platform accepts a 202"),
-        ("X-Broker-API-Version" = String, Header, description = "OSB API version, 2.13 or later", example = "2.13"),
-        ("X-Broker-API-Originating-Identity" = Option<String>, Header, description = "`<platform> <base64 JSON>` of the user behind the request"),
-        ("X-Broker-API-Request-Identity" = Option<String>, Header, description = "2.15: a request id, echoed in the response"),
+        OsbHeaders,
     ),
     responses(
         (status = 200, description = "Unbound", body = OperationResponse),
         (status = 202, description = "2.14+: unbinding in progress", body = OperationResponse),
         (status = 400, description = "Malformed request or invalid data; the description names the field", body = ErrorBody),
-        (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
         (status = 410, description = "Nothing to delete, or an asynchronous delete has finished", body = ErrorBody),
-        (status = 412, description = "Missing or unsupported X-Broker-API-Version", body = ErrorBody),
         (status = 422, description = "AsyncRequired, ConcurrencyError, RequiresApp, MaintenanceInfoConflict, or a change the state does not allow", body = ErrorBody),
-        (status = 500, description = "Broker fault; the description carries the request id", body = ErrorBody),
         (status = 502, description = "The managed server refused the operation", body = ErrorBody),
-        (status = 503, description = "The broker's database or the managed server is unavailable; retry", body = ErrorBody),
     ),
     security(("basic" = []), ("bearer" = []))
 )]
@@ -115,50 +70,30 @@ pub async fn unbind(
     ctx: RequestContext,
     OsbPath((instance_id, binding_id)): OsbPath<(String, String)>,
     query: OsbQuery,
-) -> Response {
-    let result = async {
-        let accepts_incomplete = query.accepts_incomplete()?;
-        state
-            .broker
-            .unbind(
-                &ctx,
-                &instance_id,
-                &binding_id,
-                query.get("service_id"),
-                query.get("plan_id"),
-                accepts_incomplete,
-            )
-            .await
-    }
-    .await;
-    let (response, operation) = super::instances::delete_response(result);
-    super::audit(
-        &state,
-        &ctx,
-        "unbind",
-        &instance_id,
-        Some(&binding_id),
-        operation.as_deref(),
-        response.status(),
-    )
-    .await;
-    response
+    AcceptsIncomplete(accepts_incomplete): AcceptsIncomplete,
+) -> Result<DeleteOutcome, BrokerError> {
+    state
+        .broker
+        .unbind(
+            &ctx,
+            &instance_id,
+            &binding_id,
+            query.get("service_id"),
+            query.get("plan_id"),
+            accepts_incomplete,
+        )
+        .await
 }
 
 #[utoipa::path(get, path = "/v2/service_instances/{instance_id}/service_bindings/{binding_id}", tag = "bindings",
     params(
         ("instance_id" = String, Path, description = "The instance"),
         ("binding_id" = String, Path, description = "The binding"),
-        ("X-Broker-API-Version" = String, Header, description = "OSB API version, 2.13 or later", example = "2.13"),
-        ("X-Broker-API-Originating-Identity" = Option<String>, Header, description = "`<platform> <base64 JSON>` of the user behind the request"),
-        ("X-Broker-API-Request-Identity" = Option<String>, Header, description = "2.15: a request id, echoed in the response"),
+        OsbHeaders,
     ),
     responses(
         (status = 200, description = "2.14+: the binding with its credentials", body = BindResponse),
-        (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
         (status = 404, description = "No such resource", body = ErrorBody),
-        (status = 412, description = "Missing or unsupported X-Broker-API-Version", body = ErrorBody),
-        (status = 503, description = "The broker's database or the managed server is unavailable; retry", body = ErrorBody),
     ),
     security(("basic" = []), ("bearer" = []))
 )]
@@ -167,17 +102,17 @@ pub async fn get_binding(
     State(state): State<AppState>,
     ctx: RequestContext,
     OsbPath((instance_id, binding_id)): OsbPath<(String, String)>,
-) -> Result<Response, BrokerError> {
+) -> Result<Json<BindResponse>, BrokerError> {
     if !ctx.version.has(crate::osb::ApiVersion::V2_14) {
         return Err(BrokerError::NotFound(
             "Fetching a binding needs X-Broker-API-Version 2.14 or later.".to_owned(),
         ));
     }
-    let body = state
+    state
         .broker
         .get_binding(&ctx, &instance_id, &binding_id)
-        .await?;
-    Ok((StatusCode::OK, Json(body)).into_response())
+        .await
+        .map(Json)
 }
 
 #[utoipa::path(get, path = "/v2/service_instances/{instance_id}/service_bindings/{binding_id}/last_operation", tag = "bindings",
@@ -186,18 +121,13 @@ pub async fn get_binding(
         ("instance_id" = String, Path, description = "The instance"),
         ("binding_id" = String, Path, description = "The binding"),
         ("operation" = Option<String>, Query, description = "The operation returned with the 202"),
-        ("X-Broker-API-Version" = String, Header, description = "OSB API version, 2.13 or later", example = "2.13"),
-        ("X-Broker-API-Originating-Identity" = Option<String>, Header, description = "`<platform> <base64 JSON>` of the user behind the request"),
-        ("X-Broker-API-Request-Identity" = Option<String>, Header, description = "2.15: a request id, echoed in the response"),
+        OsbHeaders,
     ),
     responses(
         (status = 200, description = "2.14+: the binding operation's state", body = LastOperationResponse),
         (status = 400, description = "Malformed request or invalid data; the description names the field", body = ErrorBody),
-        (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
         (status = 404, description = "No such resource", body = ErrorBody),
         (status = 410, description = "Nothing to delete, or an asynchronous delete has finished", body = ErrorBody),
-        (status = 412, description = "Missing or unsupported X-Broker-API-Version", body = ErrorBody),
-        (status = 503, description = "The broker's database or the managed server is unavailable; retry", body = ErrorBody),
     ),
     security(("basic" = []), ("bearer" = []))
 )]
@@ -207,10 +137,9 @@ pub async fn last_operation(
     ctx: RequestContext,
     OsbPath((instance_id, binding_id)): OsbPath<(String, String)>,
     query: OsbQuery,
-) -> Result<Response, BrokerError> {
-    let outcome = state
+) -> Result<LastOperationOutcome, BrokerError> {
+    state
         .broker
         .binding_last_operation(&ctx, &instance_id, &binding_id, query.get("operation"))
-        .await?;
-    Ok(super::instances::poll_response(outcome))
+        .await
 }
