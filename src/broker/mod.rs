@@ -8,6 +8,7 @@ mod fingerprint;
 mod input;
 mod instances;
 mod last_operation;
+mod requests;
 pub mod retired;
 
 use std::sync::Arc;
@@ -26,7 +27,10 @@ use crate::osb::{
     ApiVersion, BindResponse, LastOperationResponse, OperationResponse, OriginatingIdentity,
     ProvisionResponse,
 };
-use crate::store::{AuditEvent, NewOperation, OperationKind, OperationRecord, Store};
+use crate::store::{
+    AuditEvent, InstanceRecord, InstanceState, NewOperation, OperationKind, OperationRecord,
+    OperationTarget, Store,
+};
 use crate::worker::{Execution, Executor, Known, RetryPolicy};
 
 /// What the broker knows about the request besides its body.
@@ -331,6 +335,61 @@ impl Broker {
         }
     }
 
+    /// Hands a just-registered operation to the worker (and wakes it), or runs it here.
+    async fn start(
+        &self,
+        operation: &NewOperation<'_>,
+        run_async: bool,
+        known: Known<'_>,
+    ) -> BrokerResult<Started> {
+        if run_async {
+            self.wake_worker();
+            return Ok(Started::Queued(operation.operation_id.to_string()));
+        }
+        self.run_inline(operation, known).await.map(Started::Done)
+    }
+
+    /// Orphan mitigation (2.15, "deprovision during provisioning"): a delete that
+    /// arrives while the create of its resource still runs cancels the create and
+    /// queues itself, to remove whatever the create made.
+    async fn supersede_create(
+        &self,
+        target: OperationTarget<'_>,
+        create: Uuid,
+        operation: NewOperation<'_>,
+        reason: &str,
+    ) -> BrokerResult<DeleteOutcome> {
+        let what = match target {
+            OperationTarget::Instance(_) => "service instance",
+            OperationTarget::Binding(_) => "service binding",
+        };
+        let queued = NewOperation {
+            inline_owner: None,
+            ..operation
+        };
+        if !self
+            .store
+            .supersede_operation(target, create, &queued, reason)
+            .await?
+        {
+            return Err(busy(what));
+        }
+        self.wake_worker();
+        Ok(DeleteOutcome::Accepted {
+            operation: queued.operation_id.to_string(),
+        })
+    }
+
+    /// The instance, unless it never existed or has been deleted (404).
+    async fn live_instance(&self, instance_id: &str) -> BrokerResult<InstanceRecord> {
+        match self.store.find_instance(instance_id).await? {
+            Some(i) if i.state != InstanceState::Deleted => Ok(i),
+            _ => Err(BrokerError::NotFound(format!(
+                "Service instance {instance_id} does not exist."
+            ))),
+        }
+    }
+
     /// Instance `metadata` for clients that know it: `labels` from 2.16 (what users
     /// see: the service and plan names), `attributes` from 2.17 (the backend kind).
     fn instance_metadata(
@@ -383,6 +442,14 @@ impl Broker {
     fn wake_worker(&self) {
         self.wake.notify_one();
     }
+}
+
+/// How a just-registered operation goes on.
+enum Started {
+    /// Queued for the worker: a 202 naming this operation.
+    Queued(String),
+    /// Run here to its end, with the credentials a bind created.
+    Done(Option<crate::backends::Credentials>),
 }
 
 /// A synchronous failure's description, followed by what the platform should do: no
