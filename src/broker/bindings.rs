@@ -125,9 +125,7 @@ impl Broker {
                 ))
             }
             Some(i) if i.state != InstanceState::Deleted => busy("service instance"),
-            _ => BrokerError::NotFound(format!(
-                "Service instance {instance_id} does not exist."
-            )),
+            _ => BrokerError::NotFound(format!("Service instance {instance_id} does not exist.")),
         })
     }
 
