@@ -6,7 +6,9 @@ use serde_json::{Map, Value, json};
 
 use super::fingerprint::same_binding;
 use super::requests::{DeleteHints, NewBindingRequest};
-use super::{BindOutcome, Broker, DeleteOutcome, RequestContext, Started, busy, input};
+use super::{
+    BindOutcome, Broker, DeleteOutcome, RequestContext, Started, busy, input, no_such, taken,
+};
 use crate::catalog::Execution as PlanExecution;
 use crate::error::{BrokerError, BrokerResult};
 use crate::osb::{ApiVersion, BindRequest, BindResponse};
@@ -125,7 +127,7 @@ impl Broker {
                 ))
             }
             Some(i) if i.state != InstanceState::Deleted => busy("service instance"),
-            _ => BrokerError::NotFound(format!("Service instance {instance_id} does not exist.")),
+            _ => no_such("instance", instance_id),
         })
     }
 
@@ -143,10 +145,7 @@ impl Broker {
             .await?
             .ok_or_else(|| busy("service binding"))?;
         if !same_binding(&existing, request) {
-            return Err(BrokerError::Conflict(format!(
-                "Service binding {} already exists with different attributes.",
-                request.binding_id
-            )));
+            return Err(taken("binding", request.binding_id));
         }
         match (existing.state, existing.active_operation_id) {
             (BindingState::Ready, None) => Ok(BindOutcome::AlreadyExists(BindResponse {
@@ -301,11 +300,9 @@ impl Broker {
         instance_id: &str,
         binding_id: &str,
     ) -> BrokerResult<BindResponse> {
-        let not_found =
-            || BrokerError::NotFound(format!("Service binding {binding_id} does not exist."));
         let binding = match self.store.find_binding(binding_id).await? {
             Some(b) if b.instance_id == instance_id && b.state == BindingState::Ready => b,
-            _ => return Err(not_found()),
+            _ => return Err(no_such("binding", binding_id)),
         };
         Ok(BindResponse {
             credentials: Some(self.unexpired_credentials(&binding)?),

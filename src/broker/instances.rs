@@ -6,6 +6,7 @@ use super::fingerprint::same_instance;
 use super::requests::{DeleteHints, NewInstanceRequest, UpdateFields};
 use super::{
     Broker, DeleteOutcome, ProvisionOutcome, RequestContext, Started, UpdateOutcome, busy, input,
+    taken,
 };
 use crate::backends::InstanceSpec;
 use crate::catalog::Plan;
@@ -104,10 +105,7 @@ impl Broker {
             .await?
             .ok_or_else(|| busy("service instance"))?;
         if !same_instance(&existing, request) {
-            return Err(BrokerError::Conflict(format!(
-                "Service instance {} already exists with different attributes.",
-                request.instance_id
-            )));
+            return Err(taken("instance", request.instance_id));
         }
         let replay = ProvisionResponse {
             dashboard_url: existing.dashboard_url.clone(),

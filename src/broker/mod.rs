@@ -384,9 +384,7 @@ impl Broker {
     async fn live_instance(&self, instance_id: &str) -> BrokerResult<InstanceRecord> {
         match self.store.find_instance(instance_id).await? {
             Some(i) if i.state != InstanceState::Deleted => Ok(i),
-            _ => Err(BrokerError::NotFound(format!(
-                "Service instance {instance_id} does not exist."
-            ))),
+            _ => Err(no_such("instance", instance_id)),
         }
     }
 
@@ -483,6 +481,18 @@ fn with_advice(description: String, kind: OperationKind, unavailable: bool) -> S
         ". "
     };
     format!("{description}{separator}{advice}")
+}
+
+/// 404: `Service {kind} {id} does not exist.`, for `kind` instance or binding.
+fn no_such(kind: &str, id: &str) -> BrokerError {
+    BrokerError::NotFound(format!("Service {kind} {id} does not exist."))
+}
+
+/// 409: the id is taken by a resource with other attributes.
+fn taken(kind: &str, id: &str) -> BrokerError {
+    BrokerError::Conflict(format!(
+        "Service {kind} {id} already exists with different attributes."
+    ))
 }
 
 fn busy(what: &str) -> BrokerError {

@@ -260,14 +260,7 @@ impl Build<'_> {
     /// when it has problems or no plan is served here.
     fn service(&mut self, path: &str, raw_service: &Value) -> Option<(Service, Value)> {
         let p = &mut self.p;
-        let Some(service_map) = raw_service.as_object() else {
-            p.add(path, "must be a mapping");
-            return None;
-        };
-        known_keys(service_map, SERVICE_KEYS, path, p);
-        let id = id_like(service_map, "id", path, p);
-        let service_name = name(service_map, path, p);
-        description(service_map, path, p);
+        let (service_map, id, service_name) = entry(raw_service, SERVICE_KEYS, path, p)?;
         let bindable = match service_map.get("bindable") {
             Some(Value::Bool(b)) => *b,
             Some(_) => {
@@ -350,14 +343,7 @@ impl Build<'_> {
         plan_names: &mut HashMap<String, String>,
     ) -> Option<(Plan, Map<String, Value>)> {
         let p = &mut self.p;
-        let Some(plan_map) = raw_plan.as_object() else {
-            p.add(ppath, "must be a mapping");
-            return None;
-        };
-        known_keys(plan_map, PLAN_KEYS, ppath, p);
-        let plan_id = id_like(plan_map, "id", ppath, p);
-        let plan_name = name(plan_map, ppath, p);
-        description(plan_map, ppath, p);
+        let (plan_map, plan_id, plan_name) = entry(raw_plan, PLAN_KEYS, ppath, p)?;
         opt_object(plan_map, "metadata", ppath, p);
         opt_bool(plan_map, "free", ppath, p);
         let plan_bindable = opt_bool(plan_map, "bindable", ppath, p);
@@ -430,6 +416,25 @@ impl Build<'_> {
         };
         Some((plan, strip_bindery_keys(plan_map)))
     }
+}
+
+/// What a service and a plan both have: a mapping of known keys with an id, a name
+/// and a description. Returns the mapping, the id and the name (`None` after a problem).
+fn entry<'v>(
+    raw: &'v Value,
+    keys: &[&str],
+    path: &str,
+    p: &mut Problems,
+) -> Option<(&'v Map<String, Value>, Option<String>, Option<String>)> {
+    let Some(map) = raw.as_object() else {
+        p.add(path, "must be a mapping");
+        return None;
+    };
+    known_keys(map, keys, path, p);
+    let id = id_like(map, "id", path, p);
+    let entry_name = name(map, path, p);
+    description(map, path, p);
+    Some((map, id, entry_name))
 }
 
 /// A service's `tags` and `requires` (whose values the spec fixes).

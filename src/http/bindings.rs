@@ -5,10 +5,14 @@ use axum::extract::State;
 
 use super::AppState;
 use super::extract::{AcceptsIncomplete, OsbJson, OsbPath, OsbQuery};
-use super::openapi::OsbHeaders;
+use super::openapi::{
+    BindingPath, ChangeErrors, DeleteQuery, Gone, NotFound, OsbHeaders, PollErrors,
+};
 use crate::broker::{BindOutcome, DeleteOutcome, LastOperationOutcome, RequestContext};
 use crate::error::BrokerError;
-use crate::osb::{BindRequest, BindResponse, ErrorBody, LastOperationResponse, OperationResponse};
+use crate::osb::{
+    ApiVersion, BindRequest, BindResponse, ErrorBody, LastOperationResponse, OperationResponse,
+};
 
 #[utoipa::path(put, path = "/v2/service_instances/{instance_id}/service_bindings/{binding_id}", tag = "bindings",
     params(
@@ -22,13 +26,10 @@ use crate::osb::{BindRequest, BindResponse, ErrorBody, LastOperationResponse, Op
         (status = 201, description = "Bound; the credentials", body = BindResponse),
         (status = 200, description = "An identical binding exists; the same credentials", body = BindResponse),
         (status = 202, description = "2.14+: binding in progress", body = OperationResponse),
-        (status = 400, description = "Malformed request or invalid data; the description names the field", body = ErrorBody),
-        (status = 404, description = "No such resource", body = ErrorBody),
+        NotFound,
         (status = 409, description = "The id exists with different attributes", body = ErrorBody),
-        (status = 422, description = "AsyncRequired, ConcurrencyError, RequiresApp, MaintenanceInfoConflict, or a change the state does not allow", body = ErrorBody),
-        (status = 502, description = "The managed server refused the operation", body = ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+        ChangeErrors,
+    )
 )]
 /// `PUT /v2/service_instances/{instance_id}/service_bindings/{binding_id}`: 201, 200, 202, 400, 404, 409, 422.
 pub async fn bind(
@@ -36,9 +37,8 @@ pub async fn bind(
     ctx: RequestContext,
     OsbPath((instance_id, binding_id)): OsbPath<(String, String)>,
     AcceptsIncomplete(accepts_incomplete): AcceptsIncomplete,
-    body: Result<OsbJson<BindRequest>, BrokerError>,
+    OsbJson(request): OsbJson<BindRequest>,
 ) -> Result<BindOutcome, BrokerError> {
-    let OsbJson(request) = body?;
     state
         .broker
         .bind(&ctx, &instance_id, &binding_id, request, accepts_incomplete)
@@ -47,22 +47,17 @@ pub async fn bind(
 
 #[utoipa::path(delete, path = "/v2/service_instances/{instance_id}/service_bindings/{binding_id}", tag = "bindings",
     params(
-        ("instance_id" = String, Path, description = "The instance"),
-        ("binding_id" = String, Path, description = "The binding"),
-        ("service_id" = String, Query, description = "The instance's service"),
-        ("plan_id" = String, Query, description = "The instance's plan"),
+        BindingPath,
+        DeleteQuery,
         ("accepts_incomplete" = Option<bool>, Query, description = "2.14+: the platform accepts a 202"),
         OsbHeaders,
     ),
     responses(
         (status = 200, description = "Unbound", body = OperationResponse),
         (status = 202, description = "2.14+: unbinding in progress", body = OperationResponse),
-        (status = 400, description = "Malformed request or invalid data; the description names the field", body = ErrorBody),
-        (status = 410, description = "Nothing to delete, or an asynchronous delete has finished", body = ErrorBody),
-        (status = 422, description = "AsyncRequired, ConcurrencyError, RequiresApp, MaintenanceInfoConflict, or a change the state does not allow", body = ErrorBody),
-        (status = 502, description = "The managed server refused the operation", body = ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+        Gone,
+        ChangeErrors,
+    )
 )]
 /// `DELETE /v2/service_instances/{instance_id}/service_bindings/{binding_id}`: 200, 202, 400, 410, 422.
 pub async fn unbind(
@@ -72,30 +67,26 @@ pub async fn unbind(
     query: OsbQuery,
     AcceptsIncomplete(accepts_incomplete): AcceptsIncomplete,
 ) -> Result<DeleteOutcome, BrokerError> {
+    let (service_id, plan_id) = (query.get("service_id"), query.get("plan_id"));
     state
         .broker
         .unbind(
             &ctx,
             &instance_id,
             &binding_id,
-            query.get("service_id"),
-            query.get("plan_id"),
+            service_id,
+            plan_id,
             accepts_incomplete,
         )
         .await
 }
 
 #[utoipa::path(get, path = "/v2/service_instances/{instance_id}/service_bindings/{binding_id}", tag = "bindings",
-    params(
-        ("instance_id" = String, Path, description = "The instance"),
-        ("binding_id" = String, Path, description = "The binding"),
-        OsbHeaders,
-    ),
+    params(BindingPath, OsbHeaders),
     responses(
         (status = 200, description = "2.14+: the binding with its credentials", body = BindResponse),
-        (status = 404, description = "No such resource", body = ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+        NotFound,
+    )
 )]
 /// `GET /v2/service_instances/{instance_id}/service_bindings/{binding_id}` (2.14): 200, 404.
 pub async fn get_binding(
@@ -103,7 +94,7 @@ pub async fn get_binding(
     ctx: RequestContext,
     OsbPath((instance_id, binding_id)): OsbPath<(String, String)>,
 ) -> Result<Json<BindResponse>, BrokerError> {
-    if !ctx.version.has(crate::osb::ApiVersion::V2_14) {
+    if !ctx.version.has(ApiVersion::V2_14) {
         return Err(BrokerError::NotFound(
             "Fetching a binding needs X-Broker-API-Version 2.14 or later.".to_owned(),
         ));
@@ -118,18 +109,14 @@ pub async fn get_binding(
 #[utoipa::path(get, path = "/v2/service_instances/{instance_id}/service_bindings/{binding_id}/last_operation", tag = "bindings",
     operation_id = "binding_last_operation",
     params(
-        ("instance_id" = String, Path, description = "The instance"),
-        ("binding_id" = String, Path, description = "The binding"),
+        BindingPath,
         ("operation" = Option<String>, Query, description = "The operation returned with the 202"),
         OsbHeaders,
     ),
     responses(
         (status = 200, description = "2.14+: the binding operation's state", body = LastOperationResponse),
-        (status = 400, description = "Malformed request or invalid data; the description names the field", body = ErrorBody),
-        (status = 404, description = "No such resource", body = ErrorBody),
-        (status = 410, description = "Nothing to delete, or an asynchronous delete has finished", body = ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+        PollErrors,
+    )
 )]
 /// `GET /v2/service_instances/{instance_id}/service_bindings/{binding_id}/last_operation` (2.14): 200, 400, 404, 410.
 pub async fn last_operation(
@@ -138,8 +125,9 @@ pub async fn last_operation(
     OsbPath((instance_id, binding_id)): OsbPath<(String, String)>,
     query: OsbQuery,
 ) -> Result<LastOperationOutcome, BrokerError> {
+    let operation = query.get("operation");
     state
         .broker
-        .binding_last_operation(&ctx, &instance_id, &binding_id, query.get("operation"))
+        .binding_last_operation(&ctx, &instance_id, &binding_id, operation)
         .await
 }

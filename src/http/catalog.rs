@@ -16,8 +16,7 @@ use crate::osb::ApiVersion;
     responses(
         (status = 200, description = "The catalog; fields of later versions only for clients of those versions", body = crate::osb::catalog::CatalogResponse),
         (status = 304, description = "2.16+: If-None-Match matched the ETag"),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 /// Serves the catalog. From 2.16 on it carries a strong `ETag` and answers
 /// `If-None-Match` with 304.

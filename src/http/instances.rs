@@ -1,13 +1,16 @@
 //! Service instance routes (OSB §4): provision, update, deprovision, last_operation.
 //! Each handler parses and calls the broker; `http::responses` maps the outcome to a
-//! status and `http::audit` records it.
+//! status and `http::audit` records it. `http::openapi` adds the errors every
+//! operation shares to the document.
 
 use axum::Json;
 use axum::extract::State;
 
 use super::AppState;
 use super::extract::{AcceptsIncomplete, OsbJson, OsbPath, OsbQuery};
-use super::openapi::OsbHeaders;
+use super::openapi::{
+    ChangeErrors, DeleteQuery, Gone, InstancePath, NotFound, OsbHeaders, PollErrors, Unprocessable,
+};
 use crate::broker::{
     DeleteOutcome, LastOperationOutcome, ProvisionOutcome, RequestContext, UpdateOutcome,
 };
@@ -19,7 +22,7 @@ use crate::osb::{
 
 #[utoipa::path(put, path = "/v2/service_instances/{instance_id}", tag = "instances",
     params(
-        ("instance_id" = String, Path, description = "Platform-chosen id"),
+        InstancePath,
         ("accepts_incomplete" = Option<bool>, Query, description = "The platform accepts a 202"),
         OsbHeaders,
     ),
@@ -28,12 +31,9 @@ use crate::osb::{
         (status = 201, description = "Provisioned", body = ProvisionResponse),
         (status = 200, description = "An identical instance exists", body = ProvisionResponse),
         (status = 202, description = "Provisioning in progress", body = ProvisionResponse),
-        (status = 400, description = "Malformed request or invalid data; the description names the field", body = ErrorBody),
         (status = 409, description = "The id exists with different attributes", body = ErrorBody),
-        (status = 422, description = "AsyncRequired, ConcurrencyError, RequiresApp, MaintenanceInfoConflict, or a change the state does not allow", body = ErrorBody),
-        (status = 502, description = "The managed server refused the operation", body = ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+        ChangeErrors,
+    )
 )]
 /// `PUT /v2/service_instances/{instance_id}`: 201, 200, 202, 400, 409, 422.
 pub async fn provision(
@@ -41,9 +41,8 @@ pub async fn provision(
     ctx: RequestContext,
     OsbPath(instance_id): OsbPath<String>,
     AcceptsIncomplete(accepts_incomplete): AcceptsIncomplete,
-    body: Result<OsbJson<ProvisionRequest>, BrokerError>,
+    OsbJson(request): OsbJson<ProvisionRequest>,
 ) -> Result<ProvisionOutcome, BrokerError> {
-    let OsbJson(request) = body?;
     state
         .broker
         .provision(&ctx, &instance_id, request, accepts_incomplete)
@@ -52,7 +51,7 @@ pub async fn provision(
 
 #[utoipa::path(patch, path = "/v2/service_instances/{instance_id}", tag = "instances",
     params(
-        ("instance_id" = String, Path, description = "Platform-chosen id"),
+        InstancePath,
         ("accepts_incomplete" = Option<bool>, Query, description = "The platform accepts a 202"),
         OsbHeaders,
     ),
@@ -60,12 +59,9 @@ pub async fn provision(
     responses(
         (status = 200, description = "Updated (or nothing to change)", body = OperationResponse),
         (status = 202, description = "Update in progress", body = OperationResponse),
-        (status = 400, description = "Malformed request or invalid data; the description names the field", body = ErrorBody),
-        (status = 404, description = "No such resource", body = ErrorBody),
-        (status = 422, description = "AsyncRequired, ConcurrencyError, RequiresApp, MaintenanceInfoConflict, or a change the state does not allow", body = ErrorBody),
-        (status = 502, description = "The managed server refused the operation", body = ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+        NotFound,
+        ChangeErrors,
+    )
 )]
 /// `PATCH /v2/service_instances/{instance_id}`: 200, 202, 400, 404, 422.
 pub async fn update(
@@ -73,9 +69,8 @@ pub async fn update(
     ctx: RequestContext,
     OsbPath(instance_id): OsbPath<String>,
     AcceptsIncomplete(accepts_incomplete): AcceptsIncomplete,
-    body: Result<OsbJson<UpdateRequest>, BrokerError>,
+    OsbJson(request): OsbJson<UpdateRequest>,
 ) -> Result<UpdateOutcome, BrokerError> {
-    let OsbJson(request) = body?;
     state
         .broker
         .update(&ctx, &instance_id, request, accepts_incomplete)
@@ -84,21 +79,17 @@ pub async fn update(
 
 #[utoipa::path(delete, path = "/v2/service_instances/{instance_id}", tag = "instances",
     params(
-        ("instance_id" = String, Path, description = "Platform-chosen id"),
-        ("service_id" = String, Query, description = "The instance's service"),
-        ("plan_id" = String, Query, description = "The instance's plan"),
+        InstancePath,
+        DeleteQuery,
         ("accepts_incomplete" = Option<bool>, Query, description = "The platform accepts a 202"),
         OsbHeaders,
     ),
     responses(
         (status = 200, description = "Deleted", body = OperationResponse),
         (status = 202, description = "Deletion in progress", body = OperationResponse),
-        (status = 400, description = "Malformed request or invalid data; the description names the field", body = ErrorBody),
-        (status = 410, description = "Nothing to delete, or an asynchronous delete has finished", body = ErrorBody),
-        (status = 422, description = "AsyncRequired, ConcurrencyError, RequiresApp, MaintenanceInfoConflict, or a change the state does not allow", body = ErrorBody),
-        (status = 502, description = "The managed server refused the operation", body = ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+        Gone,
+        ChangeErrors,
+    )
 )]
 /// `DELETE /v2/service_instances/{instance_id}`: 200, 202, 400, 410, 422.
 pub async fn deprovision(
@@ -108,21 +99,16 @@ pub async fn deprovision(
     query: OsbQuery,
     AcceptsIncomplete(accepts_incomplete): AcceptsIncomplete,
 ) -> Result<DeleteOutcome, BrokerError> {
+    let (service_id, plan_id) = (query.get("service_id"), query.get("plan_id"));
     state
         .broker
-        .deprovision(
-            &ctx,
-            &instance_id,
-            query.get("service_id"),
-            query.get("plan_id"),
-            accepts_incomplete,
-        )
+        .deprovision(&ctx, &instance_id, service_id, plan_id, accepts_incomplete)
         .await
 }
 
 #[utoipa::path(get, path = "/v2/service_instances/{instance_id}/last_operation", tag = "instances",
     params(
-        ("instance_id" = String, Path, description = "Platform-chosen id"),
+        InstancePath,
         ("service_id" = Option<String>, Query, description = "Hint"),
         ("plan_id" = Option<String>, Query, description = "Hint"),
         ("operation" = Option<String>, Query, description = "The operation returned with the 202"),
@@ -130,11 +116,8 @@ pub async fn deprovision(
     ),
     responses(
         (status = 200, description = "The operation's state; 2.15+ clients get Retry-After while it runs", body = LastOperationResponse),
-        (status = 400, description = "Malformed request or invalid data; the description names the field", body = ErrorBody),
-        (status = 404, description = "No such resource", body = ErrorBody),
-        (status = 410, description = "Nothing to delete, or an asynchronous delete has finished", body = ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+        PollErrors,
+    )
 )]
 /// `GET /v2/service_instances/{instance_id}/last_operation`: 200, 400, 404, 410.
 pub async fn last_operation(
@@ -143,23 +126,20 @@ pub async fn last_operation(
     OsbPath(instance_id): OsbPath<String>,
     query: OsbQuery,
 ) -> Result<LastOperationOutcome, BrokerError> {
+    let operation = query.get("operation");
     state
         .broker
-        .last_operation(&ctx, &instance_id, query.get("operation"))
+        .last_operation(&ctx, &instance_id, operation)
         .await
 }
 
 #[utoipa::path(get, path = "/v2/service_instances/{instance_id}", tag = "instances",
-    params(
-        ("instance_id" = String, Path, description = "Platform-chosen id"),
-        OsbHeaders,
-    ),
+    params(InstancePath, OsbHeaders),
     responses(
         (status = 200, description = "2.14+: the stored instance", body = InstanceResponse),
-        (status = 404, description = "No such resource", body = ErrorBody),
-        (status = 422, description = "AsyncRequired, ConcurrencyError, RequiresApp, MaintenanceInfoConflict, or a change the state does not allow", body = ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+        NotFound,
+        Unprocessable,
+    )
 )]
 /// `GET /v2/service_instances/{instance_id}` (2.14): 200, 404, 422.
 pub async fn get_instance(

@@ -4,9 +4,13 @@
 //! whose assets are compiled into the binary. The headers every OSB request may carry
 //! and the error answers every `/v2` operation may give are declared here once.
 
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{Content, Ref, ResponseBuilder};
-use utoipa::{IntoParams, Modify, OpenApi};
+use std::collections::BTreeMap;
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi};
+
+use crate::osb::ErrorBody;
 
 /// The document's fixed parts; paths come from the router.
 #[derive(Debug, OpenApi)]
@@ -17,6 +21,7 @@ use utoipa::{IntoParams, Modify, OpenApi};
         license(name = "Apache-2.0")
     ),
     modifiers(&SecuritySchemes),
+    components(schemas(ErrorBody)),
     tags(
         (name = "catalog", description = "The services and plans offered"),
         (name = "instances", description = "Provision, update, deprovision, poll"),
@@ -61,6 +66,53 @@ pub struct OsbHeaders {
     request_identity: Option<String>,
 }
 
+/// `instance_id` in the path of an instance route.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct InstancePath {
+    /// Platform-chosen id
+    instance_id: String,
+}
+
+/// `instance_id` and `binding_id` in the path of a binding route that names an
+/// existing binding.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct BindingPath {
+    /// The instance
+    instance_id: String,
+    /// The binding
+    binding_id: String,
+}
+
+/// The hints a delete must carry.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct DeleteQuery {
+    /// The instance's service
+    service_id: String,
+    /// The instance's plan
+    plan_id: String,
+}
+
+const BAD_REQUEST: (&str, &str) = (
+    "400",
+    "Malformed request or invalid data; the description names the field",
+);
+const NOT_FOUND: (&str, &str) = ("404", "No such resource");
+const GONE: (&str, &str) = (
+    "410",
+    "Nothing to delete, or an asynchronous delete has finished",
+);
+const UNPROCESSABLE: (&str, &str) = (
+    "422",
+    "AsyncRequired, ConcurrencyError, RequiresApp, MaintenanceInfoConflict, or a change the state does not allow",
+);
+const BACKEND_FAILED: (&str, &str) = ("502", "The managed server refused the operation");
+
 /// The error answers any `/v2` operation may give, whatever its handler does: they
 /// come from the middleware in front of every handler (`http::auth`, `http::version`,
 /// `http::limits`) or from a fault.
@@ -79,11 +131,79 @@ const COMMON_ERRORS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Adds [`COMMON_ERRORS`] to every operation under `/v2`.
-#[derive(Debug)]
-struct CommonErrors;
+/// Error answers with an [`ErrorBody`], by status.
+fn error_responses(errors: &[(&str, &str)]) -> BTreeMap<String, RefOr<Response>> {
+    errors
+        .iter()
+        .map(|(status, description)| {
+            let response = ResponseBuilder::new()
+                .description(*description)
+                .content(
+                    "application/json",
+                    Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                )
+                .build();
+            ((*status).to_owned(), response.into())
+        })
+        .collect()
+}
 
-impl Modify for CommonErrors {
+/// The errors of every request that changes something: 400, 422 and 502.
+#[derive(Debug)]
+pub struct ChangeErrors;
+
+impl IntoResponses for ChangeErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(&[BAD_REQUEST, UNPROCESSABLE, BACKEND_FAILED])
+    }
+}
+
+/// The errors of a last_operation poll: 400, 404 and 410.
+#[derive(Debug)]
+pub struct PollErrors;
+
+impl IntoResponses for PollErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(&[BAD_REQUEST, NOT_FOUND, GONE])
+    }
+}
+
+/// 404 alone.
+#[derive(Debug)]
+pub struct NotFound;
+
+impl IntoResponses for NotFound {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(&[NOT_FOUND])
+    }
+}
+
+/// 410 alone.
+#[derive(Debug)]
+pub struct Gone;
+
+impl IntoResponses for Gone {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(&[GONE])
+    }
+}
+
+/// 422 alone.
+#[derive(Debug)]
+pub struct Unprocessable;
+
+impl IntoResponses for Unprocessable {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        error_responses(&[UNPROCESSABLE])
+    }
+}
+
+/// Adds [`COMMON_ERRORS`] and the authentication schemes to every operation under
+/// `/v2`.
+#[derive(Debug)]
+struct OsbOperations;
+
+impl Modify for OsbOperations {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let operations = openapi
             .paths
@@ -101,19 +221,15 @@ impl Modify for CommonErrors {
             })
             .flatten();
         for operation in operations {
-            for (status, description) in COMMON_ERRORS {
-                let response = ResponseBuilder::new()
-                    .description(*description)
-                    .content(
-                        "application/json",
-                        Content::new(Some(Ref::from_schema_name("ErrorBody"))),
-                    )
-                    .build();
-                operation
-                    .responses
-                    .responses
-                    .insert((*status).to_owned(), response.into());
-            }
+            operation
+                .responses
+                .responses
+                .extend(error_responses(COMMON_ERRORS));
+            operation.security = Some(
+                ["basic", "bearer"]
+                    .map(|scheme| SecurityRequirement::new(scheme, Vec::<String>::new()))
+                    .to_vec(),
+            );
         }
     }
 }
@@ -123,7 +239,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let (_, mut api) = super::api_routes().split_for_parts();
     let (_, probes) = super::probe_routes().split_for_parts();
     api.merge(probes);
-    CommonErrors.modify(&mut api);
+    OsbOperations.modify(&mut api);
     api
 }
 

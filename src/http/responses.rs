@@ -23,9 +23,9 @@ use crate::osb::OperationResponse;
 pub struct AnsweredOperation(pub Uuid);
 
 /// `status` with `body` as JSON, and the operation it names, if any, in the extensions.
-fn answer(status: StatusCode, body: impl Serialize, operation: Option<&str>) -> Response {
+fn answer(status: StatusCode, body: impl Serialize, operation: Option<Uuid>) -> Response {
     let mut response = (status, Json(body)).into_response();
-    if let Some(id) = operation.and_then(|o| Uuid::parse_str(o).ok()) {
+    if let Some(id) = operation {
         response.extensions_mut().insert(AnsweredOperation(id));
     }
     response
@@ -33,12 +33,17 @@ fn answer(status: StatusCode, body: impl Serialize, operation: Option<&str>) -> 
 
 /// The 202 of an operation that only has an id to poll.
 fn accepted(operation: String) -> Response {
+    let id = Uuid::parse_str(&operation).ok();
     let body = OperationResponse {
         operation: Some(operation),
         metadata: None,
     };
-    let id = body.operation.clone();
-    answer(StatusCode::ACCEPTED, body, id.as_deref())
+    answer(StatusCode::ACCEPTED, body, id)
+}
+
+/// The operation a 202's body names.
+fn operation_id(operation: &Option<String>) -> Option<Uuid> {
+    operation.as_deref().and_then(|o| Uuid::parse_str(o).ok())
 }
 
 impl IntoResponse for ProvisionOutcome {
@@ -47,8 +52,8 @@ impl IntoResponse for ProvisionOutcome {
             Self::Created(body) => answer(StatusCode::CREATED, body, None),
             Self::AlreadyExists(body) => answer(StatusCode::OK, body, None),
             Self::Accepted(body) => {
-                let operation = body.operation.clone();
-                answer(StatusCode::ACCEPTED, body, operation.as_deref())
+                let operation = operation_id(&body.operation);
+                answer(StatusCode::ACCEPTED, body, operation)
             }
         }
     }
@@ -59,8 +64,8 @@ impl IntoResponse for UpdateOutcome {
         match self {
             Self::Updated(body) => answer(StatusCode::OK, body, None),
             Self::Accepted(body) => {
-                let operation = body.operation.clone();
-                answer(StatusCode::ACCEPTED, body, operation.as_deref())
+                let operation = operation_id(&body.operation);
+                answer(StatusCode::ACCEPTED, body, operation)
             }
         }
     }
