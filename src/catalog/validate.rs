@@ -260,7 +260,11 @@ impl Build<'_> {
     /// when it has problems or no plan is served here.
     fn service(&mut self, path: &str, raw_service: &Value) -> Option<(Service, Value)> {
         let p = &mut self.p;
-        let (service_map, id, service_name) = entry(raw_service, SERVICE_KEYS, path, p)?;
+        let Entry {
+            map: service_map,
+            id,
+            name: service_name,
+        } = entry(raw_service, SERVICE_KEYS, path, p)?;
         let bindable = match service_map.get("bindable") {
             Some(Value::Bool(b)) => *b,
             Some(_) => {
@@ -343,7 +347,11 @@ impl Build<'_> {
         plan_names: &mut HashMap<String, String>,
     ) -> Option<(Plan, Map<String, Value>)> {
         let p = &mut self.p;
-        let (plan_map, plan_id, plan_name) = entry(raw_plan, PLAN_KEYS, ppath, p)?;
+        let Entry {
+            map: plan_map,
+            id: plan_id,
+            name: plan_name,
+        } = entry(raw_plan, PLAN_KEYS, ppath, p)?;
         opt_object(plan_map, "metadata", ppath, p);
         opt_bool(plan_map, "free", ppath, p);
         let plan_bindable = opt_bool(plan_map, "bindable", ppath, p);
@@ -418,14 +426,16 @@ impl Build<'_> {
     }
 }
 
+/// A service or a plan: its mapping, its id and its name (`None` after a problem).
+struct Entry<'v> {
+    map: &'v Map<String, Value>,
+    id: Option<String>,
+    name: Option<String>,
+}
+
 /// What a service and a plan both have: a mapping of known keys with an id, a name
-/// and a description. Returns the mapping, the id and the name (`None` after a problem).
-fn entry<'v>(
-    raw: &'v Value,
-    keys: &[&str],
-    path: &str,
-    p: &mut Problems,
-) -> Option<(&'v Map<String, Value>, Option<String>, Option<String>)> {
+/// and a description.
+fn entry<'v>(raw: &'v Value, keys: &[&str], path: &str, p: &mut Problems) -> Option<Entry<'v>> {
     let Some(map) = raw.as_object() else {
         p.add(path, "must be a mapping");
         return None;
@@ -434,7 +444,11 @@ fn entry<'v>(
     let id = id_like(map, "id", path, p);
     let entry_name = name(map, path, p);
     description(map, path, p);
-    Some((map, id, entry_name))
+    Some(Entry {
+        map,
+        id,
+        name: entry_name,
+    })
 }
 
 /// A service's `tags` and `requires` (whose values the spec fixes).
