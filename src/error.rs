@@ -1,13 +1,9 @@
 //! `BrokerError`: every failure a request can end in, each with its fixed status and body.
 //!
-//! The broker layer returns these; the HTTP layer turns them into responses through
-//! `IntoResponse` and nothing else decides a status code for an error. Internal errors
-//! never reach the client: the body carries a generic description and the request id,
-//! and the cause chain goes to the log (see `http::errors`).
-
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+//! The broker layer returns these; the HTTP layer turns them into responses
+//! (`http::responses`) and nothing else decides a status code for an error. Internal
+//! errors never reach the client: the body carries a generic description and the
+//! request id, and the cause chain goes to the log (see `http::errors`).
 
 use crate::osb::{ErrorBody, ErrorCode};
 
@@ -67,37 +63,10 @@ pub enum BrokerError {
 /// Shorthand for results of broker operations.
 pub type BrokerResult<T> = Result<T, BrokerError>;
 
-/// Marker placed in the extensions of a 500 response so that the logging middleware,
-/// which knows the request id, can log the cause without the response carrying it.
-#[derive(Debug, Clone)]
-pub struct InternalErrorReport(pub String);
-
 impl BrokerError {
     /// Builds a 400 with a description.
     pub fn bad_request(description: impl Into<String>) -> Self {
         Self::BadRequest(description.into())
-    }
-
-    /// The HTTP status this error maps to.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::Gone => StatusCode::GONE,
-            Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::AsyncRequired
-            | Self::Concurrency(_)
-            | Self::RequiresApp
-            | Self::MaintenanceInfoConflict
-            | Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::BackendFailed(_) => StatusCode::BAD_GATEWAY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
     }
 
     /// The OSB body. `ConcurrencyError` is sent to 2.13 clients too: the spec
@@ -150,27 +119,5 @@ impl From<anyhow::Error> for BrokerError {
             );
         }
         Self::Internal(error)
-    }
-}
-
-impl IntoResponse for BrokerError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let mut response = (status, Json(self.body())).into_response();
-        match &self {
-            Self::Unauthorized => {
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"bindery\""),
-                );
-            }
-            Self::Internal(cause) => {
-                response
-                    .extensions_mut()
-                    .insert(InternalErrorReport(format!("{cause:#}")));
-            }
-            _ => {}
-        }
-        response
     }
 }

@@ -4,14 +4,17 @@
 use chrono::SubsecRound as _;
 use serde_json::{Map, Value, json};
 
-use super::fingerprint::{BindFingerprint, same_binding};
-use super::{BindOutcome, Broker, DeleteOutcome, RequestContext, busy, input};
+use super::fingerprint::same_binding;
+use super::requests::{DeleteHints, NewBindingRequest};
+use super::{
+    BindOutcome, Broker, DeleteOutcome, RequestContext, Started, busy, input, no_such, taken,
+};
 use crate::catalog::Execution as PlanExecution;
 use crate::error::{BrokerError, BrokerResult};
 use crate::osb::{ApiVersion, BindRequest, BindResponse};
 use crate::store::{
-    BindingInsert, BindingRecord, BindingState, InstanceState, NewBinding, NewOperation,
-    OperationKind, OperationTarget,
+    BindingInsert, BindingRecord, BindingState, InstanceState, NewBinding, OperationKind,
+    OperationTarget,
 };
 use crate::worker::Known;
 
@@ -52,47 +55,16 @@ impl Broker {
         let rotates = self
             .rotation_predecessor(ctx, instance_id, &mut request)
             .await?;
-        let service_id = input::required(&request.service_id, "service_id")?;
-        let plan_id = input::required(&request.plan_id, "plan_id")?;
-        input::optional(&request.app_guid, "app_guid")?;
-        let parameters = Value::Object(
-            input::object(request.parameters.clone(), "parameters")?.unwrap_or_default(),
-        );
-        let bind_resource =
-            input::object(request.bind_resource.clone(), "bind_resource")?.map(Value::Object);
-        let context = input::object(request.context.clone(), "context")?.map(Value::Object);
-        let (service, plan) = input::plan(&self.catalog, service_id, plan_id)?;
-        if !plan.bindable {
-            return Err(BrokerError::bad_request(format!(
-                "plan `{}` of service `{}` is not bindable",
-                plan.name, service.name
-            )));
-        }
-        if rotates.is_some() && !plan.binding_rotatable {
-            return Err(BrokerError::Unprocessable(format!(
-                "Bindings of plan `{}` cannot be rotated.",
-                plan.name
-            )));
-        }
-        let app_guid = request.effective_app_guid();
-        if plan.requires_app && app_guid.is_none() {
-            return Err(BrokerError::RequiresApp);
-        }
-        input::parameters(
-            plan.bind_schema.as_ref(),
-            parameters.as_object().expect("built as an object"),
+        let request = NewBindingRequest::parse(
+            &self.catalog,
+            (instance_id, binding_id),
+            &request,
+            rotates.as_deref(),
         )?;
+        let plan = request.plan;
         let run_async = Self::binding_runs_async(ctx, plan.execution, accepts_incomplete)?;
-
-        let instance = match self.store.find_instance(instance_id).await? {
-            Some(i) if i.state != InstanceState::Deleted => i,
-            _ => {
-                return Err(BrokerError::NotFound(format!(
-                    "Service instance {instance_id} does not exist."
-                )));
-            }
-        };
-        if instance.service_id != service_id || instance.plan_id != plan_id {
+        let instance = self.live_instance(instance_id).await?;
+        if instance.service_id != request.service_id || instance.plan_id != plan.id {
             return Err(BrokerError::bad_request(format!(
                 "service_id and plan_id must be those of instance {instance_id} (plan `{}`)",
                 instance.plan_id
@@ -102,7 +74,6 @@ impl Broker {
         let expires_at = plan
             .binding_lifetime
             .map(|lifetime| chrono::Utc::now().trunc_subsecs(3) + lifetime);
-        let metadata = Self::binding_metadata(ctx, expires_at, plan.binding_lifetime);
         let operation = self.new_operation(
             OperationKind::Bind,
             instance_id,
@@ -111,69 +82,79 @@ impl Broker {
             Some(plan),
             run_async,
         );
+        let parameters = Value::Object(request.parameters.clone());
         let new = NewBinding {
             binding_id,
             instance_id,
-            service_id,
-            plan_id,
+            service_id: request.service_id,
+            plan_id: &plan.id,
             parameters: &parameters,
-            app_guid,
-            route: request.route(),
-            bind_resource: bind_resource.as_ref(),
-            context: context.as_ref(),
+            app_guid: request.app_guid,
+            route: request.route,
+            bind_resource: request.bind_resource.as_ref(),
+            context: request.context.as_ref(),
             expires_at,
-            predecessor_binding_id: rotates.as_deref(),
-        };
-        let known = Known {
-            instance: Some(&instance),
-            binding_parameters: parameters.as_object(),
+            predecessor_binding_id: request.predecessor,
         };
         match self.store.insert_binding(&new, &operation).await? {
-            BindingInsert::Inserted => {
-                return self
-                    .finish_bind_start(&operation, run_async, metadata, known)
-                    .await;
-            }
+            BindingInsert::Inserted => {}
             BindingInsert::InstanceUnavailable => {
-                return Err(match self.store.find_instance(instance_id).await? {
-                    Some(i)
-                        if i.state == InstanceState::Failed && i.active_operation_id.is_none() =>
-                    {
-                        BrokerError::Unprocessable(format!(
-                            "Service instance {instance_id} failed to provision and cannot be bound."
-                        ))
-                    }
-                    Some(i) if i.state != InstanceState::Deleted => busy("service instance"),
-                    _ => BrokerError::NotFound(format!(
-                        "Service instance {instance_id} does not exist."
-                    )),
-                });
+                return Err(self.unbindable_instance(instance_id).await?);
             }
-            BindingInsert::Exists => {}
+            BindingInsert::Exists => return self.bind_again(ctx, &request, run_async).await,
         }
+        let known = Known {
+            instance: Some(&instance),
+            binding_parameters: Some(&request.parameters),
+        };
+        Ok(match self.start(&operation, run_async, known).await? {
+            Started::Queued(operation) => BindOutcome::Accepted { operation },
+            Started::Done(credentials) => BindOutcome::Created(BindResponse {
+                credentials: Some(credentials.map(|c| c.to_json()).unwrap_or_default()),
+                metadata: Self::binding_metadata(ctx, expires_at, plan.binding_lifetime),
+                ..BindResponse::default()
+            }),
+        })
+    }
 
+    /// Why a bind found its instance unable to take a binding: it failed to provision
+    /// (422), something runs on it (422 `ConcurrencyError`), or it is gone (404).
+    async fn unbindable_instance(&self, instance_id: &str) -> BrokerResult<BrokerError> {
+        Ok(match self.store.find_instance(instance_id).await? {
+            Some(i) if i.state == InstanceState::Failed && i.active_operation_id.is_none() => {
+                BrokerError::Unprocessable(format!(
+                    "Service instance {instance_id} failed to provision and cannot be bound."
+                ))
+            }
+            Some(i) if i.state != InstanceState::Deleted => busy("service instance"),
+            _ => no_such("instance", instance_id),
+        })
+    }
+
+    /// A bind whose binding id is taken: a replay (200 with the same credentials, or
+    /// 202 with the running operation), a conflict (409), or "still running".
+    async fn bind_again(
+        &self,
+        ctx: &RequestContext,
+        request: &NewBindingRequest<'_>,
+        run_async: bool,
+    ) -> BrokerResult<BindOutcome> {
         let existing = self
             .store
-            .find_binding(binding_id)
+            .find_binding(request.binding_id)
             .await?
             .ok_or_else(|| busy("service binding"))?;
-        let fingerprint = BindFingerprint {
-            instance_id,
-            service_id,
-            plan_id,
-            parameters: &parameters,
-            app_guid,
-            route: request.route(),
-        };
-        if !same_binding(&existing, &fingerprint) {
-            return Err(BrokerError::Conflict(format!(
-                "Service binding {binding_id} already exists with different attributes."
-            )));
+        if !same_binding(&existing, request) {
+            return Err(taken("binding", request.binding_id));
         }
         match (existing.state, existing.active_operation_id) {
             (BindingState::Ready, None) => Ok(BindOutcome::AlreadyExists(BindResponse {
                 credentials: Some(self.unexpired_credentials(&existing)?),
-                metadata: Self::binding_metadata(ctx, existing.expires_at, plan.binding_lifetime),
+                metadata: Self::binding_metadata(
+                    ctx,
+                    existing.expires_at,
+                    request.plan.binding_lifetime,
+                ),
                 ..BindResponse::default()
             })),
             (BindingState::Creating, Some(op)) if run_async => Ok(BindOutcome::Accepted {
@@ -183,27 +164,6 @@ impl Broker {
             // above; one seen here failed in between: the platform may simply retry.
             _ => Err(busy("service binding")),
         }
-    }
-
-    async fn finish_bind_start(
-        &self,
-        operation: &NewOperation<'_>,
-        run_async: bool,
-        metadata: Option<Map<String, Value>>,
-        known: Known<'_>,
-    ) -> BrokerResult<BindOutcome> {
-        if run_async {
-            self.wake_worker();
-            return Ok(BindOutcome::Accepted {
-                operation: operation.operation_id.to_string(),
-            });
-        }
-        let credentials = self.run_inline(operation, known).await?;
-        Ok(BindOutcome::Created(BindResponse {
-            credentials: Some(credentials.map(|c| c.to_json()).unwrap_or_default()),
-            metadata,
-            ..BindResponse::default()
-        }))
     }
 
     /// 2.17 binding rotation: checks `predecessor_binding_id` and fills what the
@@ -269,8 +229,7 @@ impl Broker {
         plan_id: Option<&str>,
         accepts_incomplete: bool,
     ) -> BrokerResult<DeleteOutcome> {
-        input::required_query(service_id, "service_id")?;
-        input::required_query(plan_id, "plan_id")?;
+        DeleteHints::parse(service_id, plan_id)?;
         let binding = match self.store.find_binding(binding_id).await? {
             Some(b) if b.state != BindingState::Deleted && b.instance_id == instance_id => b,
             _ => return Err(BrokerError::Gone),
@@ -296,26 +255,13 @@ impl Broker {
                     operation: active_id.to_string(),
                 }),
                 Some(OperationKind::Bind) if run_async => {
-                    let queued = NewOperation {
-                        inline_owner: None,
-                        ..operation
-                    };
-                    if !self
-                        .store
-                        .supersede_operation(
-                            OperationTarget::Binding(binding_id),
-                            active_id,
-                            &queued,
-                            "Cancelled: the binding was deleted before it was created.",
-                        )
-                        .await?
-                    {
-                        return Err(busy("service binding"));
-                    }
-                    self.wake_worker();
-                    Ok(DeleteOutcome::Accepted {
-                        operation: queued.operation_id.to_string(),
-                    })
+                    self.supersede_create(
+                        OperationTarget::Binding(binding_id),
+                        active_id,
+                        operation,
+                        "Cancelled: the binding was deleted before it was created.",
+                    )
+                    .await
                 }
                 _ => Err(busy("service binding")),
             };
@@ -336,18 +282,12 @@ impl Broker {
         {
             return Err(busy("service binding"));
         }
-        if run_async {
-            self.wake_worker();
-            return Ok(DeleteOutcome::Accepted {
-                operation: operation.operation_id.to_string(),
-            });
-        }
         let known = Known {
             instance: None,
             binding_parameters: binding.parameters.as_object(),
         };
-        self.run_inline(&operation, known).await?;
-        Ok(DeleteOutcome::Deleted)
+        let started = self.start(&operation, run_async, known).await?;
+        Ok(started.into())
     }
 
     /// `GET /v2/service_instances/:instance_id/service_bindings/:binding_id` (2.14):
@@ -360,11 +300,9 @@ impl Broker {
         instance_id: &str,
         binding_id: &str,
     ) -> BrokerResult<BindResponse> {
-        let not_found =
-            || BrokerError::NotFound(format!("Service binding {binding_id} does not exist."));
         let binding = match self.store.find_binding(binding_id).await? {
             Some(b) if b.instance_id == instance_id && b.state == BindingState::Ready => b,
-            _ => return Err(not_found()),
+            _ => return Err(no_such("binding", binding_id)),
         };
         Ok(BindResponse {
             credentials: Some(self.unexpired_credentials(&binding)?),

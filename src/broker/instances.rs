@@ -2,13 +2,28 @@
 
 use serde_json::{Map, Value, json};
 
-use super::fingerprint::{ProvisionFingerprint, same_instance};
-use super::{Broker, DeleteOutcome, ProvisionOutcome, RequestContext, UpdateOutcome, busy, input};
+use super::fingerprint::same_instance;
+use super::requests::{DeleteHints, NewInstanceRequest, UpdateFields};
+use super::{
+    Broker, DeleteOutcome, ProvisionOutcome, RequestContext, Started, UpdateOutcome, busy, input,
+    taken,
+};
 use crate::backends::InstanceSpec;
+use crate::catalog::Plan;
 use crate::error::{BrokerError, BrokerResult};
-use crate::osb::{ProvisionRequest, ProvisionResponse, UpdateRequest};
-use crate::store::{InstanceState, NewInstance, NewOperation, OperationKind, OperationTarget};
+use crate::osb::{OperationResponse, ProvisionRequest, ProvisionResponse, UpdateRequest};
+use crate::store::{InstanceRecord, InstanceState, NewInstance, OperationKind, OperationTarget};
 use crate::worker::Known;
+
+/// What an update changes, resolved against the stored instance.
+struct UpdateChange<'a> {
+    /// The plan the instance will have.
+    target: &'a Plan,
+    plan_change: bool,
+    maintenance_change: bool,
+    /// The stored parameters with the request's changes applied.
+    parameters: Value,
+}
 
 impl Broker {
     /// `PUT /v2/service_instances/:instance_id`.
@@ -22,30 +37,16 @@ impl Broker {
         request: ProvisionRequest,
         accepts_incomplete: bool,
     ) -> BrokerResult<ProvisionOutcome> {
-        input::platform_id(instance_id, "instance_id")?;
-        let service_id = input::required(&request.service_id, "service_id")?;
-        let plan_id = input::required(&request.plan_id, "plan_id")?;
-        let organization_guid = input::required(&request.organization_guid, "organization_guid")?;
-        let space_guid = input::required(&request.space_guid, "space_guid")?;
-        let parameters = Value::Object(
-            input::object(request.parameters.clone(), "parameters")?.unwrap_or_default(),
-        );
-        let context = input::object(request.context.clone(), "context")?.map(Value::Object);
-        let (_, plan) = input::plan(&self.catalog, service_id, plan_id)?;
-        input::maintenance_info(ctx.version, request.maintenance_info.as_ref(), plan)?;
-        input::parameters(
-            plan.create_schema.as_ref(),
-            parameters.as_object().expect("built as an object"),
-        )?;
-        self.check_plan_bounds(plan, parameters.as_object().expect("built as an object"))?;
+        let request = NewInstanceRequest::parse(&self.catalog, ctx.version, instance_id, &request)?;
+        let plan = request.plan;
+        self.check_plan_bounds(plan, &request.parameters)?;
         let run_async = Self::runs_async(plan, accepts_incomplete)?;
-        let backend = self.backend_for(plan)?;
-        let dashboard_url = backend.dashboard_url(&InstanceSpec {
+        let dashboard_url = self.backend_for(plan)?.dashboard_url(&InstanceSpec {
             instance_id,
-            service_id,
-            plan_id,
+            service_id: request.service_id,
+            plan_id: &plan.id,
             plan_settings: &plan.backend_settings,
-            parameters: parameters.as_object().expect("built as an object"),
+            parameters: &request.parameters,
         });
 
         let operation = self.new_operation(
@@ -56,60 +57,60 @@ impl Broker {
             Some(plan),
             run_async,
         );
+        let parameters = Value::Object(request.parameters.clone());
         let new = NewInstance {
             instance_id,
-            service_id,
-            plan_id,
+            service_id: request.service_id,
+            plan_id: &plan.id,
             parameters: &parameters,
-            organization_guid: Some(organization_guid),
-            space_guid: Some(space_guid),
-            context: context.as_ref(),
+            organization_guid: Some(request.organization_guid),
+            space_guid: Some(request.space_guid),
+            context: request.context.as_ref(),
             dashboard_url: dashboard_url.as_deref(),
             maintenance_version: plan.maintenance_version.as_deref(),
             backend_kind: Some(&plan.backend_kind),
         };
-        let metadata = self.instance_metadata(ctx, service_id, plan_id);
-        let response = |operation: Option<String>| ProvisionResponse {
-            dashboard_url: dashboard_url.clone(),
-            operation,
-            metadata: metadata.clone(),
-        };
-        if self.store.insert_instance(&new, &operation).await? {
-            return if run_async {
-                self.wake_worker();
-                Ok(ProvisionOutcome::Accepted(response(Some(
-                    operation.operation_id.to_string(),
-                ))))
-            } else {
-                let created = new.to_record(operation.operation_id);
-                self.run_inline(&operation, Known::instance(&created))
-                    .await?;
-                Ok(ProvisionOutcome::Created(response(None)))
-            };
+        let metadata = self.instance_metadata(ctx, request.service_id, &plan.id);
+        if !self.store.insert_instance(&new, &operation).await? {
+            return self
+                .provision_again(&request, metadata, accepts_incomplete)
+                .await;
         }
+        let created = new.to_record(operation.operation_id);
+        let started = self
+            .start(&operation, run_async, Known::instance(&created))
+            .await?;
+        let response = |operation| ProvisionResponse {
+            dashboard_url,
+            operation,
+            metadata,
+        };
+        Ok(match started {
+            Started::Queued(operation) => ProvisionOutcome::Accepted(response(Some(operation))),
+            Started::Done(_) => ProvisionOutcome::Created(response(None)),
+        })
+    }
 
-        // The id is taken: decide between replay, conflict and "still running".
+    /// A provision whose instance id is taken: a replay (200, or 202 with the running
+    /// operation), a conflict (409), or "still running" for the platform to retry.
+    async fn provision_again(
+        &self,
+        request: &NewInstanceRequest<'_>,
+        metadata: Option<Map<String, Value>>,
+        accepts_incomplete: bool,
+    ) -> BrokerResult<ProvisionOutcome> {
         let existing = self
             .store
-            .find_instance(instance_id)
+            .find_instance(request.instance_id)
             .await?
             .ok_or_else(|| busy("service instance"))?;
-        let fingerprint = ProvisionFingerprint {
-            service_id,
-            plan_id,
-            parameters: &parameters,
-            organization_guid,
-            space_guid,
-        };
-        if !same_instance(&existing, &fingerprint) {
-            return Err(BrokerError::Conflict(format!(
-                "Service instance {instance_id} already exists with different attributes."
-            )));
+        if !same_instance(&existing, request) {
+            return Err(taken("instance", request.instance_id));
         }
         let replay = ProvisionResponse {
             dashboard_url: existing.dashboard_url.clone(),
             operation: None,
-            metadata: metadata.clone(),
+            metadata,
         };
         let active = self.store.active_instance_operation(&existing).await?;
         match (existing.state, active) {
@@ -136,82 +137,17 @@ impl Broker {
         request: UpdateRequest,
         accepts_incomplete: bool,
     ) -> BrokerResult<UpdateOutcome> {
-        let service_id = input::required(&request.service_id, "service_id")?;
-        let requested_plan = input::optional(&request.plan_id, "plan_id")?;
-        let new_parameters = input::object(request.parameters.clone(), "parameters")?;
-        input::object(request.context.clone(), "context")?;
-
-        let instance = match self.store.find_instance(instance_id).await? {
-            Some(i) if i.state != InstanceState::Deleted => i,
-            _ => {
-                return Err(BrokerError::NotFound(format!(
-                    "Service instance {instance_id} does not exist."
-                )));
-            }
-        };
-        if instance.service_id != service_id {
-            return Err(BrokerError::bad_request(format!(
-                "service_id `{service_id}` is not the service of instance {instance_id}"
-            )));
-        }
-        if self
-            .catalog
-            .plan(&instance.service_id, &instance.plan_id)
-            .is_none()
-        {
-            return Err(BrokerError::bad_request(format!(
-                "plan `{}` of instance {instance_id} is no longer offered by the broker: the instance can be fetched, unbound and deleted, but not updated",
-                instance.plan_id
-            )));
-        }
-        let target_plan_id = requested_plan.unwrap_or(&instance.plan_id);
-        let (service, target) = input::plan(&self.catalog, service_id, target_plan_id)?;
-        let plan_change = target_plan_id != instance.plan_id;
-        if plan_change {
-            let updateable = service
-                .plan(&instance.plan_id)
-                .map_or(service.plan_updateable, |current| current.plan_updateable);
-            if !updateable {
-                return Err(BrokerError::Unprocessable(format!(
-                    "The plan of an instance of {} cannot be changed.",
-                    service.name
-                )));
-            }
-        }
-        input::maintenance_info(ctx.version, request.maintenance_info.as_ref(), target)?;
-        let merged = match &new_parameters {
-            Some(changes) => {
-                input::parameters(target.update_schema.as_ref(), changes)?;
-                let mut merged: Map<String, Value> =
-                    instance.parameters.as_object().cloned().unwrap_or_default();
-                merged.extend(changes.clone());
-                Value::Object(merged)
-            }
-            None => instance.parameters.clone(),
-        };
-        // The merged parameters must suit the target plan: a plan change can make
-        // stored parameters exceed what the new plan allows.
-        if let Some(merged) = merged.as_object() {
-            self.check_plan_bounds(target, merged)?;
-        }
-        let run_async = Self::runs_async(target, accepts_incomplete)?;
-        // The instance takes the target plan's maintenance version; a request that only
-        // carries a newer maintenance_info (2.15) is an upgrade the backend performs by
-        // applying the plan's current settings again.
-        let maintenance_change = ctx.version.has(crate::osb::ApiVersion::V2_15)
-            && request
-                .maintenance_info
-                .as_ref()
-                .and_then(|m| m.get("version"))
-                .and_then(Value::as_str)
-                .is_some_and(|v| Some(v) != instance.maintenance_version.as_deref());
+        let fields = UpdateFields::parse(&request)?;
+        let instance = self.live_instance(instance_id).await?;
+        let change = self.update_change(ctx, &instance, &fields)?;
+        let run_async = Self::runs_async(change.target, accepts_incomplete)?;
         let op_request = json!({
-            "plan_id": target_plan_id,
-            "parameters": merged,
-            "maintenance_version": target.maintenance_version,
+            "plan_id": change.target.id,
+            "parameters": change.parameters,
+            "maintenance_version": change.target.maintenance_version,
         });
-        let metadata = self.instance_metadata(ctx, service_id, target_plan_id);
-        let body = |operation: Option<String>| crate::osb::OperationResponse {
+        let metadata = self.instance_metadata(ctx, fields.service_id, &change.target.id);
+        let body = |operation| OperationResponse {
             operation,
             metadata: metadata.clone(),
         };
@@ -238,7 +174,10 @@ impl Broker {
             }
             _ => return Err(busy("service instance")),
         }
-        if !plan_change && !maintenance_change && merged == instance.parameters {
+        if !change.plan_change
+            && !change.maintenance_change
+            && change.parameters == instance.parameters
+        {
             return Ok(UpdateOutcome::Updated(body(None)));
         }
 
@@ -247,7 +186,7 @@ impl Broker {
             instance_id,
             None,
             op_request,
-            Some(target),
+            Some(change.target),
             run_async,
         );
         if !self
@@ -257,16 +196,81 @@ impl Broker {
         {
             return Err(busy("service instance"));
         }
-        if run_async {
-            self.wake_worker();
-            Ok(UpdateOutcome::Accepted(body(Some(
-                operation.operation_id.to_string(),
-            ))))
-        } else {
-            self.run_inline(&operation, Known::instance(&instance))
-                .await?;
-            Ok(UpdateOutcome::Updated(body(None)))
+        Ok(
+            match self
+                .start(&operation, run_async, Known::instance(&instance))
+                .await?
+            {
+                Started::Queued(operation) => UpdateOutcome::Accepted(body(Some(operation))),
+                Started::Done(_) => UpdateOutcome::Updated(body(None)),
+            },
+        )
+    }
+
+    /// Resolves an update against the stored instance: the target plan (400 when the
+    /// service is not the instance's or a plan is not offered, 422 when the plan may
+    /// not change), and the merged parameters, checked against the target plan.
+    fn update_change(
+        &self,
+        ctx: &RequestContext,
+        instance: &InstanceRecord,
+        fields: &UpdateFields<'_>,
+    ) -> BrokerResult<UpdateChange<'_>> {
+        let instance_id = &instance.instance_id;
+        let service_id = fields.service_id;
+        if instance.service_id != service_id {
+            return Err(BrokerError::bad_request(format!(
+                "service_id `{service_id}` is not the service of instance {instance_id}"
+            )));
         }
+        if self
+            .catalog
+            .plan(&instance.service_id, &instance.plan_id)
+            .is_none()
+        {
+            return Err(BrokerError::bad_request(format!(
+                "plan `{}` of instance {instance_id} is no longer offered by the broker: the instance can be fetched, unbound and deleted, but not updated",
+                instance.plan_id
+            )));
+        }
+        let target_plan_id = fields.plan_id.unwrap_or(&instance.plan_id);
+        let (service, target) = input::plan(&self.catalog, service_id, target_plan_id)?;
+        let plan_change = target_plan_id != instance.plan_id;
+        if plan_change {
+            let updateable = service
+                .plan(&instance.plan_id)
+                .map_or(service.plan_updateable, |current| current.plan_updateable);
+            if !updateable {
+                return Err(BrokerError::Unprocessable(format!(
+                    "The plan of an instance of {} cannot be changed.",
+                    service.name
+                )));
+            }
+        }
+        input::maintenance_info(ctx.version, fields.maintenance_info, target)?;
+        let parameters = match &fields.parameters {
+            Some(changes) => {
+                input::parameters(target.update_schema.as_ref(), changes)?;
+                let mut merged: Map<String, Value> =
+                    instance.parameters.as_object().cloned().unwrap_or_default();
+                merged.extend(changes.clone());
+                Value::Object(merged)
+            }
+            None => instance.parameters.clone(),
+        };
+        // The merged parameters must suit the target plan: a plan change can make
+        // stored parameters exceed what the new plan allows.
+        if let Some(merged) = parameters.as_object() {
+            self.check_plan_bounds(target, merged)?;
+        }
+        Ok(UpdateChange {
+            target,
+            plan_change,
+            // The instance takes the target plan's maintenance version.
+            maintenance_change: fields
+                .changes_maintenance(ctx.version, instance.maintenance_version.as_deref()),
+            parameters,
+        })
     }
 
     /// `DELETE /v2/service_instances/:instance_id`. Removes the instance and every
@@ -279,13 +283,12 @@ impl Broker {
         plan_id: Option<&str>,
         accepts_incomplete: bool,
     ) -> BrokerResult<DeleteOutcome> {
-        let service_id = input::required_query(service_id, "service_id")?;
-        input::required_query(plan_id, "plan_id")?;
+        let hints = DeleteHints::parse(service_id, plan_id)?;
         let instance = match self.store.find_instance(instance_id).await? {
             Some(i) if i.state != InstanceState::Deleted => i,
             _ => return Err(BrokerError::Gone),
         };
-        if instance.service_id != service_id || Some(instance.plan_id.as_str()) != plan_id {
+        if instance.service_id != hints.service_id || instance.plan_id != hints.plan_id {
             // Hints only: the stored instance is the truth. Never block a delete over them.
             tracing::info!(
                 instance_id,
@@ -313,29 +316,14 @@ impl Broker {
                 OperationKind::Deprovision if accepts_incomplete => Ok(DeleteOutcome::Accepted {
                     operation: active.operation_id.to_string(),
                 }),
-                // Orphan mitigation of a provision that has not finished (2.15, "deprovision
-                // during provisioning"): stop it, then delete whatever it created.
                 OperationKind::Provision if accepts_incomplete => {
-                    let queued = NewOperation {
-                        inline_owner: None,
-                        ..operation
-                    };
-                    if !self
-                        .store
-                        .supersede_operation(
-                            OperationTarget::Instance(instance_id),
-                            active.operation_id,
-                            &queued,
-                            "Cancelled: the instance was deleted before provisioning finished.",
-                        )
-                        .await?
-                    {
-                        return Err(busy("service instance"));
-                    }
-                    self.wake_worker();
-                    Ok(DeleteOutcome::Accepted {
-                        operation: queued.operation_id.to_string(),
-                    })
+                    self.supersede_create(
+                        OperationTarget::Instance(instance_id),
+                        active.operation_id,
+                        operation,
+                        "Cancelled: the instance was deleted before provisioning finished.",
+                    )
+                    .await
                 }
                 _ => Err(busy("service instance")),
             };
@@ -352,15 +340,18 @@ impl Broker {
         {
             return Err(busy("service instance"));
         }
-        if run_async {
-            self.wake_worker();
-            Ok(DeleteOutcome::Accepted {
-                operation: operation.operation_id.to_string(),
-            })
-        } else {
-            self.run_inline(&operation, Known::instance(&instance))
-                .await?;
-            Ok(DeleteOutcome::Deleted)
+        let started = self
+            .start(&operation, run_async, Known::instance(&instance))
+            .await?;
+        Ok(started.into())
+    }
+}
+
+impl From<Started> for DeleteOutcome {
+    fn from(started: Started) -> Self {
+        match started {
+            Started::Queued(operation) => Self::Accepted { operation },
+            Started::Done(_) => Self::Deleted,
         }
     }
 }

@@ -4,12 +4,13 @@
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{Broker, LastOperationOutcome, RequestContext, busy};
+use super::{Broker, LastOperationOutcome, RequestContext, busy, no_such};
 use crate::error::{BrokerError, BrokerResult};
 use crate::osb::{ApiVersion, InstanceResponse, LastOperationResponse, OperationState};
 use crate::store::{BindingState, InstanceState, OperationKind, OperationRecord};
 
 /// What a poll is about.
+#[derive(Debug, Clone, Copy)]
 enum Polled<'a> {
     Instance(&'a str),
     Binding(&'a str),
@@ -24,18 +25,8 @@ impl Broker {
         instance_id: &str,
         operation: Option<&str>,
     ) -> BrokerResult<LastOperationOutcome> {
-        if let Some(op) = self.operation_of(operation, instance_id, None).await? {
-            return Ok(self.poll_outcome(ctx, Some(op), false));
-        }
-        let Some(instance) = self.store.find_instance(instance_id).await? else {
-            return Err(BrokerError::NotFound(format!(
-                "Service instance {instance_id} does not exist."
-            )));
-        };
-        let op = self
-            .polled_operation(Polled::Instance(instance_id), operation)
-            .await?;
-        Ok(self.poll_outcome(ctx, op, instance.state == InstanceState::Deleted))
+        self.poll(ctx, instance_id, Polled::Instance(instance_id), operation)
+            .await
     }
 
     /// Binding last_operation (2.14+ only). A finished unbind answers 410.
@@ -51,24 +42,40 @@ impl Broker {
                 "Binding last_operation needs X-Broker-API-Version 2.14 or later.".to_owned(),
             ));
         }
+        self.poll(ctx, instance_id, Polled::Binding(binding_id), operation)
+            .await
+    }
+
+    /// A poll of an instance or of one of its bindings.
+    async fn poll(
+        &self,
+        ctx: &RequestContext,
+        instance_id: &str,
+        polled: Polled<'_>,
+        operation: Option<&str>,
+    ) -> BrokerResult<LastOperationOutcome> {
+        let binding_id = match polled {
+            Polled::Instance(_) => None,
+            Polled::Binding(binding_id) => Some(binding_id),
+        };
         if let Some(op) = self
-            .operation_of(operation, instance_id, Some(binding_id))
+            .operation_of(operation, instance_id, binding_id)
             .await?
         {
             return Ok(self.poll_outcome(ctx, Some(op), false));
         }
-        let binding = match self.store.find_binding(binding_id).await? {
-            Some(b) if b.instance_id == instance_id => b,
-            _ => {
-                return Err(BrokerError::NotFound(format!(
-                    "Service binding {binding_id} does not exist."
-                )));
-            }
+        let deleted = match polled {
+            Polled::Instance(_) => match self.store.find_instance(instance_id).await? {
+                Some(instance) => instance.state == InstanceState::Deleted,
+                None => return Err(no_such("instance", instance_id)),
+            },
+            Polled::Binding(binding_id) => match self.store.find_binding(binding_id).await? {
+                Some(b) if b.instance_id == instance_id => b.state == BindingState::Deleted,
+                _ => return Err(no_such("binding", binding_id)),
+            },
         };
-        let op = self
-            .polled_operation(Polled::Binding(binding_id), operation)
-            .await?;
-        Ok(self.poll_outcome(ctx, op, binding.state == BindingState::Deleted))
+        let op = self.polled_operation(polled, operation).await?;
+        Ok(self.poll_outcome(ctx, op, deleted))
     }
 
     /// The common poll, one read: the operation the token names, when it is one of
@@ -170,8 +177,6 @@ impl Broker {
         ctx: &RequestContext,
         instance_id: &str,
     ) -> BrokerResult<InstanceResponse> {
-        let not_found =
-            || BrokerError::NotFound(format!("Service instance {instance_id} does not exist."));
         if !ctx.version.has(ApiVersion::V2_14) {
             return Err(BrokerError::NotFound(
                 "Fetching an instance needs X-Broker-API-Version 2.14 or later.".to_owned(),
@@ -179,7 +184,7 @@ impl Broker {
         }
         let instance = match self.store.find_instance(instance_id).await? {
             Some(i) if i.state == InstanceState::Ready => i,
-            _ => return Err(not_found()),
+            _ => return Err(no_such("instance", instance_id)),
         };
         if let Some(active) = self.store.active_instance_operation(&instance).await?
             && active.kind == OperationKind::Update

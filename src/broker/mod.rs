@@ -8,6 +8,7 @@ mod fingerprint;
 mod input;
 mod instances;
 mod last_operation;
+mod requests;
 pub mod retired;
 
 use std::sync::Arc;
@@ -26,7 +27,10 @@ use crate::osb::{
     ApiVersion, BindResponse, LastOperationResponse, OperationResponse, OriginatingIdentity,
     ProvisionResponse,
 };
-use crate::store::{AuditEvent, NewOperation, OperationKind, OperationRecord, Store};
+use crate::store::{
+    AuditEvent, InstanceRecord, InstanceState, NewOperation, OperationKind, OperationRecord,
+    OperationTarget, Store,
+};
 use crate::worker::{Execution, Executor, Known, RetryPolicy};
 
 /// What the broker knows about the request besides its body.
@@ -105,6 +109,21 @@ pub enum LastOperationOutcome {
     State(LastOperationResponse, Option<u64>),
     /// 410: an asynchronous delete has finished.
     Gone,
+}
+
+/// What the audit trail records of a mutating request, besides its context.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditedRequest<'a> {
+    /// `provision`, `update`, `deprovision`, `bind` or `unbind`.
+    pub action: &'a str,
+    /// The instance in the request's path.
+    pub instance_id: &'a str,
+    /// The binding in the request's path, for binding actions.
+    pub binding_id: Option<&'a str>,
+    /// The operation the answer started or replayed, if any.
+    pub operation_id: Option<Uuid>,
+    /// The answer's HTTP status.
+    pub status: u16,
 }
 
 /// Settings of the broker layer.
@@ -187,23 +206,14 @@ impl Broker {
 
     /// Queues an event for the audit trail; a failure to write it is logged and
     /// counted (`bindery_audit_events_lost_total`), never fails the request.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_audit(
-        &self,
-        ctx: &RequestContext,
-        action: &str,
-        instance_id: &str,
-        binding_id: Option<&str>,
-        operation_id: Option<Uuid>,
-        status: u16,
-    ) {
+    pub async fn record_audit(&self, ctx: &RequestContext, request: AuditedRequest<'_>) {
         let event = AuditEvent {
             occurred_at: Utc::now(),
-            action: action.to_owned(),
-            instance_id: instance_id.to_owned(),
-            binding_id: binding_id.map(str::to_owned),
-            operation_id,
-            status,
+            action: request.action.to_owned(),
+            instance_id: request.instance_id.to_owned(),
+            binding_id: request.binding_id.map(str::to_owned),
+            operation_id: request.operation_id,
+            status: request.status,
             api_version: ctx.version.to_string(),
             request_id: ctx.request_id.clone(),
             platform: ctx.identity.as_ref().map(|i| i.platform.clone()),
@@ -325,6 +335,59 @@ impl Broker {
         }
     }
 
+    /// Hands a just-registered operation to the worker (and wakes it), or runs it here.
+    async fn start(
+        &self,
+        operation: &NewOperation<'_>,
+        run_async: bool,
+        known: Known<'_>,
+    ) -> BrokerResult<Started> {
+        if run_async {
+            self.wake_worker();
+            return Ok(Started::Queued(operation.operation_id.to_string()));
+        }
+        self.run_inline(operation, known).await.map(Started::Done)
+    }
+
+    /// Orphan mitigation (2.15, "deprovision during provisioning"): a delete that
+    /// arrives while the create of its resource still runs cancels the create and
+    /// queues itself, to remove whatever the create made.
+    async fn supersede_create(
+        &self,
+        target: OperationTarget<'_>,
+        create: Uuid,
+        operation: NewOperation<'_>,
+        reason: &str,
+    ) -> BrokerResult<DeleteOutcome> {
+        let what = match target {
+            OperationTarget::Instance(_) => "service instance",
+            OperationTarget::Binding(_) => "service binding",
+        };
+        let queued = NewOperation {
+            inline_owner: None,
+            ..operation
+        };
+        if !self
+            .store
+            .supersede_operation(target, create, &queued, reason)
+            .await?
+        {
+            return Err(busy(what));
+        }
+        self.wake_worker();
+        Ok(DeleteOutcome::Accepted {
+            operation: queued.operation_id.to_string(),
+        })
+    }
+
+    /// The instance, unless it never existed or has been deleted (404).
+    async fn live_instance(&self, instance_id: &str) -> BrokerResult<InstanceRecord> {
+        match self.store.find_instance(instance_id).await? {
+            Some(i) if i.state != InstanceState::Deleted => Ok(i),
+            _ => Err(no_such("instance", instance_id)),
+        }
+    }
+
     /// Instance `metadata` for clients that know it: `labels` from 2.16 (what users
     /// see: the service and plan names), `attributes` from 2.17 (the backend kind).
     fn instance_metadata(
@@ -379,6 +442,14 @@ impl Broker {
     }
 }
 
+/// How a just-registered operation goes on.
+enum Started {
+    /// Queued for the worker: a 202 naming this operation.
+    Queued(String),
+    /// Run here to its end, with the credentials a bind created.
+    Done(Option<crate::backends::Credentials>),
+}
+
 /// A synchronous failure's description, followed by what the platform should do: no
 /// worker retries a request made without `accepts_incomplete=true`, and a failed
 /// provision or bind leaves nothing that refuses a corrected request with the same id.
@@ -410,6 +481,18 @@ fn with_advice(description: String, kind: OperationKind, unavailable: bool) -> S
         ". "
     };
     format!("{description}{separator}{advice}")
+}
+
+/// 404: `Service {kind} {id} does not exist.`, for `kind` instance or binding.
+fn no_such(kind: &str, id: &str) -> BrokerError {
+    BrokerError::NotFound(format!("Service {kind} {id} does not exist."))
+}
+
+/// 409: the id is taken by a resource with other attributes.
+fn taken(kind: &str, id: &str) -> BrokerError {
+    BrokerError::Conflict(format!(
+        "Service {kind} {id} already exists with different attributes."
+    ))
 }
 
 fn busy(what: &str) -> BrokerError {

@@ -160,320 +160,57 @@ fn string_array(map: &Map<String, Value>, key: &str, path: &str, p: &mut Problem
     out
 }
 
+/// The services and plans read so far, and what was found wrong with them.
+struct Build<'r> {
+    registry: &'r BackendRegistry,
+    p: Problems,
+    /// Service and plan ids (globally unique), with where each was first seen.
+    seen_ids: HashMap<String, String>,
+    seen_service_names: HashMap<String, String>,
+    /// Plans left out because their backend is not configured here.
+    unconfigured_warnings: Vec<String>,
+}
+
+/// What a plan takes from its service unless it says otherwise.
+struct Inherited<'a> {
+    backend: Option<&'a Value>,
+    bindable: bool,
+    plan_updateable: bool,
+}
+
 /// Builds the catalog, or returns every problem found.
 pub(super) fn build(document: &Value, registry: &BackendRegistry) -> Result<Catalog, Vec<String>> {
-    let mut p = Problems(Vec::new());
+    let mut b = Build {
+        registry,
+        p: Problems(Vec::new()),
+        seen_ids: HashMap::new(),
+        seen_service_names: HashMap::new(),
+        unconfigured_warnings: Vec::new(),
+    };
     let Some(root) = document.as_object() else {
         return Err(vec![
             "(root): must be a mapping with a `services` list".to_owned(),
         ]);
     };
-    known_keys(root, &["services"], "(root)", &mut p);
-    let services_raw: &[Value] = match root.get("services") {
-        Some(Value::Array(items)) => items,
-        Some(_) => {
-            p.add("services", "must be a list");
-            &[]
-        }
-        None => {
-            p.add("services", "is required (it may be an empty list)");
-            &[]
-        }
-    };
-
-    let mut seen_ids: HashMap<String, String> = HashMap::new();
-    let mut seen_service_names: HashMap<String, String> = HashMap::new();
+    known_keys(root, &["services"], "(root)", &mut b.p);
+    let services_raw = list(
+        root.get("services"),
+        "services",
+        "is required (it may be an empty list)",
+        &mut b.p,
+    );
     let mut services = Vec::new();
     let mut served_documents = Vec::new();
-    let mut unconfigured_warnings: Vec<String> = Vec::new();
-
     for (si, raw_service) in services_raw.iter().enumerate() {
-        let path = format!("services[{si}]");
-        let Some(service_map) = raw_service.as_object() else {
-            p.add(&path, "must be a mapping");
-            continue;
-        };
-        known_keys(service_map, SERVICE_KEYS, &path, &mut p);
-        let id = id_like(service_map, "id", &path, &mut p);
-        let service_name = name(service_map, &path, &mut p);
-        description(service_map, &path, &mut p);
-        let bindable = match service_map.get("bindable") {
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                p.add(&format!("{path}.bindable"), "must be true or false");
-                false
-            }
-            None => {
-                p.add(&format!("{path}.bindable"), "is required");
-                false
-            }
-        };
-        string_array(service_map, "tags", &path, &mut p);
-        for (i, req) in string_array(service_map, "requires", &path, &mut p)
-            .iter()
-            .enumerate()
-        {
-            if !REQUIRES_VALUES.contains(&req.as_str()) {
-                p.add(
-                    &format!("{path}.requires[{i}]"),
-                    format!("`{req}` is not one of {}", REQUIRES_VALUES.join(", ")),
-                );
-            }
+        if let Some((service, served)) = b.service(&format!("services[{si}]"), raw_service) {
+            services.push(service);
+            served_documents.push(served);
         }
-        opt_object(service_map, "metadata", &path, &mut p);
-        if let Some(client) = service_map.get("dashboard_client") {
-            let cpath = format!("{path}.dashboard_client");
-            match client.as_object() {
-                Some(c) => {
-                    known_keys(c, &["id", "secret", "redirect_uri"], &cpath, &mut p);
-                    for key in ["id", "secret"] {
-                        match c.get(key) {
-                            Some(Value::String(s)) if !s.trim().is_empty() => {}
-                            _ => p.add(&format!("{cpath}.{key}"), "must be a non-empty string"),
-                        }
-                    }
-                }
-                None => p.add(&cpath, "must be a mapping"),
-            }
-        }
-        let plan_updateable =
-            opt_bool(service_map, "plan_updateable", &path, &mut p).unwrap_or(false);
-        let instances_retrievable =
-            opt_bool(service_map, "instances_retrievable", &path, &mut p).unwrap_or(false);
-        let bindings_retrievable =
-            opt_bool(service_map, "bindings_retrievable", &path, &mut p).unwrap_or(false);
-        opt_bool(service_map, "allow_context_updates", &path, &mut p);
-        let service_backend = service_map.get("backend");
-
-        if let Some(id) = &id
-            && let Some(first) = seen_ids.insert(id.clone(), format!("{path}.id"))
-        {
-            p.add(
-                &format!("{path}.id"),
-                format!("`{id}` is already used at {first}"),
-            );
-        }
-        if let Some(n) = &service_name
-            && let Some(first) = seen_service_names.insert(n.clone(), format!("{path}.name"))
-        {
-            p.add(
-                &format!("{path}.name"),
-                format!("`{n}` is already used at {first}"),
-            );
-        }
-
-        let plans_raw: &[Value] = match service_map.get("plans") {
-            Some(Value::Array(items)) if !items.is_empty() => items,
-            Some(Value::Array(_)) => {
-                p.add(&format!("{path}.plans"), "needs at least one plan");
-                &[]
-            }
-            Some(_) => {
-                p.add(&format!("{path}.plans"), "must be a list");
-                &[]
-            }
-            None => {
-                p.add(&format!("{path}.plans"), "is required (at least one plan)");
-                &[]
-            }
-        };
-
-        let mut plan_names: HashMap<String, String> = HashMap::new();
-        let mut plans = Vec::new();
-        let mut served_plans = Vec::new();
-        for (pi, raw_plan) in plans_raw.iter().enumerate() {
-            let ppath = format!("{path}.plans[{pi}]");
-            let Some(plan_map) = raw_plan.as_object() else {
-                p.add(&ppath, "must be a mapping");
-                continue;
-            };
-            known_keys(plan_map, PLAN_KEYS, &ppath, &mut p);
-            let plan_id = id_like(plan_map, "id", &ppath, &mut p);
-            let plan_name = name(plan_map, &ppath, &mut p);
-            description(plan_map, &ppath, &mut p);
-            opt_object(plan_map, "metadata", &ppath, &mut p);
-            opt_bool(plan_map, "free", &ppath, &mut p);
-            let plan_bindable = opt_bool(plan_map, "bindable", &ppath, &mut p);
-            let plan_plan_updateable = opt_bool(plan_map, "plan_updateable", &ppath, &mut p);
-            let binding_rotatable =
-                opt_bool(plan_map, "binding_rotatable", &ppath, &mut p).unwrap_or(false);
-            let binding_lifetime = match plan_map.get("binding_lifetime") {
-                None => None,
-                Some(v) => match v.as_u64() {
-                    Some(secs) if secs >= 5 => Some(Duration::from_secs(secs)),
-                    _ => {
-                        p.add(
-                            &format!("{ppath}.binding_lifetime"),
-                            "must be a whole number of seconds, at least 5",
-                        );
-                        None
-                    }
-                },
-            };
-            let requires_app = opt_bool(plan_map, "requires_app", &ppath, &mut p).unwrap_or(false);
-            if let Some(v) = plan_map.get("maximum_polling_duration")
-                && v.as_u64().is_none_or(|n| n == 0)
-            {
-                p.add(
-                    &format!("{ppath}.maximum_polling_duration"),
-                    "must be a positive whole number of seconds",
-                );
-            }
-            let max_operation_duration = match plan_map.get("max_operation_duration") {
-                None => DEFAULT_MAX_OPERATION,
-                Some(v) => match v.as_u64() {
-                    Some(secs) if secs > 0 => Duration::from_secs(secs),
-                    _ => {
-                        p.add(
-                            &format!("{ppath}.max_operation_duration"),
-                            "must be a positive whole number of seconds",
-                        );
-                        DEFAULT_MAX_OPERATION
-                    }
-                },
-            };
-            let maintenance_version = match plan_map.get("maintenance_info") {
-                None => None,
-                Some(Value::Object(mi)) => {
-                    known_keys(
-                        mi,
-                        &["version", "description"],
-                        &format!("{ppath}.maintenance_info"),
-                        &mut p,
-                    );
-                    match mi.get("version") {
-                        Some(Value::String(v)) if is_semver(v) => Some(v.clone()),
-                        _ => {
-                            p.add(
-                                &format!("{ppath}.maintenance_info.version"),
-                                "is required and must be a SemVer 2.0 version such as 1.2.0",
-                            );
-                            None
-                        }
-                    }
-                }
-                Some(_) => {
-                    p.add(&format!("{ppath}.maintenance_info"), "must be a mapping");
-                    None
-                }
-            };
-            let execution = match plan_map.get("asynchronous") {
-                None => Execution::Preferred,
-                Some(Value::String(s)) => match s.as_str() {
-                    "preferred" => Execution::Preferred,
-                    "required" => Execution::Required,
-                    "never" => Execution::Never,
-                    other => {
-                        p.add(
-                            &format!("{ppath}.asynchronous"),
-                            format!("`{other}` is not one of preferred, required, never"),
-                        );
-                        Execution::Preferred
-                    }
-                },
-                Some(_) => {
-                    p.add(
-                        &format!("{ppath}.asynchronous"),
-                        "must be one of preferred, required, never",
-                    );
-                    Execution::Preferred
-                }
-            };
-
-            if let Some(plan_id) = &plan_id
-                && let Some(first) = seen_ids.insert(plan_id.clone(), format!("{ppath}.id"))
-            {
-                p.add(&format!("{ppath}.id"), format!("`{plan_id}` is already used at {first} (service and plan ids must be globally unique)"));
-            }
-            if let Some(n) = &plan_name
-                && let Some(first) = plan_names.insert(n.clone(), format!("{ppath}.name"))
-            {
-                p.add(
-                    &format!("{ppath}.name"),
-                    format!("`{n}` is already used at {first} in this service"),
-                );
-            }
-
-            let schemas = plan_schemas(plan_map, &ppath, &mut p);
-            let (kind, settings, usable) = plan_backend(
-                service_backend,
-                plan_map.get("backend"),
-                &ppath,
-                registry,
-                &mut p,
-                &mut unconfigured_warnings,
-            );
-
-            if let Some(kind) = &kind {
-                let bounds = match registry.status(kind) {
-                    KindStatus::Ready(backend) => backend.parameter_bounds(&settings),
-                    KindStatus::Unconfigured { .. } => builtin_parameter_bounds(kind, &settings),
-                    KindStatus::Unknown => Vec::new(),
-                };
-                for action in ["create", "update"] {
-                    let schema = plan_map
-                        .get("schemas")
-                        .and_then(|s| s.get("service_instance"))
-                        .and_then(|s| s.get(action))
-                        .and_then(|a| a.get("parameters"));
-                    let spath = format!("{ppath}.schemas.service_instance.{action}.parameters");
-                    schema_within_bounds(schema, &spath, &bounds, &mut p);
-                }
-            }
-            let (Some(plan_id), Some(plan_name), Some(kind)) = (plan_id, plan_name, kind) else {
-                continue;
-            };
-            if !usable {
-                continue;
-            }
-            served_plans.push(strip_bindery_keys(plan_map));
-            plans.push(Plan {
-                id: plan_id,
-                name: plan_name,
-                bindable: plan_bindable.unwrap_or(bindable),
-                plan_updateable: plan_plan_updateable.unwrap_or(plan_updateable),
-                backend_kind: kind,
-                backend_settings: settings,
-                execution,
-                requires_app,
-                max_operation_duration,
-                maintenance_version,
-                binding_rotatable,
-                binding_lifetime,
-                create_schema: schemas.0,
-                update_schema: schemas.1,
-                bind_schema: schemas.2,
-            });
-        }
-
-        let (Some(id), Some(service_name)) = (id, service_name) else {
-            continue;
-        };
-        if plans.is_empty() {
-            // Every plan was left out because its backend is not configured here.
-            continue;
-        }
-        let mut served = strip_bindery_keys(service_map);
-        served.insert(
-            "plans".to_owned(),
-            Value::Array(served_plans.into_iter().map(Value::Object).collect()),
-        );
-        served_documents.push(Value::Object(served));
-        services.push(Service {
-            id,
-            name: service_name,
-            bindable,
-            plan_updateable,
-            instances_retrievable,
-            bindings_retrievable,
-            plans,
-        });
     }
-
-    if !p.0.is_empty() {
-        return Err(p.0);
+    if !b.p.0.is_empty() {
+        return Err(b.p.0);
     }
-    for warning in unconfigured_warnings {
+    for warning in b.unconfigured_warnings {
         tracing::warn!("{warning}");
     }
     let service_index = services
@@ -486,6 +223,380 @@ pub(super) fn build(document: &Value, registry: &BackendRegistry) -> Result<Cata
         services,
         service_index,
     })
+}
+
+/// A list field: its items, or none after a problem.
+fn list<'v>(value: Option<&'v Value>, path: &str, missing: &str, p: &mut Problems) -> &'v [Value] {
+    match value {
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            p.add(path, "must be a list");
+            &[]
+        }
+        None => {
+            p.add(path, missing);
+            &[]
+        }
+    }
+}
+
+/// Records `value` as seen at `at`; a second use is a problem (`note` says in what scope).
+fn unique(
+    seen: &mut HashMap<String, String>,
+    value: Option<&String>,
+    at: String,
+    note: &str,
+    p: &mut Problems,
+) {
+    if let Some(value) = value
+        && let Some(first) = seen.insert(value.clone(), at.clone())
+    {
+        p.add(&at, format!("`{value}` is already used at {first}{note}"));
+    }
+}
+
+impl Build<'_> {
+    /// One service and its plans: the service and its served document, or `None`
+    /// when it has problems or no plan is served here.
+    fn service(&mut self, path: &str, raw_service: &Value) -> Option<(Service, Value)> {
+        let p = &mut self.p;
+        let Entry {
+            map: service_map,
+            id,
+            name: service_name,
+        } = entry(raw_service, SERVICE_KEYS, path, p)?;
+        let bindable = match service_map.get("bindable") {
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                p.add(&format!("{path}.bindable"), "must be true or false");
+                false
+            }
+            None => {
+                p.add(&format!("{path}.bindable"), "is required");
+                false
+            }
+        };
+        service_lists(service_map, path, p);
+        opt_object(service_map, "metadata", path, p);
+        dashboard_client(service_map, path, p);
+        let plan_updateable = opt_bool(service_map, "plan_updateable", path, p).unwrap_or(false);
+        let instances_retrievable =
+            opt_bool(service_map, "instances_retrievable", path, p).unwrap_or(false);
+        let bindings_retrievable =
+            opt_bool(service_map, "bindings_retrievable", path, p).unwrap_or(false);
+        opt_bool(service_map, "allow_context_updates", path, p);
+        unique(&mut self.seen_ids, id.as_ref(), format!("{path}.id"), "", p);
+        let names = &mut self.seen_service_names;
+        unique(names, service_name.as_ref(), format!("{path}.name"), "", p);
+
+        let plans_path = format!("{path}.plans");
+        let plans_raw = list(
+            service_map.get("plans"),
+            &plans_path,
+            "is required (at least one plan)",
+            p,
+        );
+        if plans_raw.is_empty() && matches!(service_map.get("plans"), Some(Value::Array(_))) {
+            p.add(&plans_path, "needs at least one plan");
+        }
+        let inherited = Inherited {
+            backend: service_map.get("backend"),
+            bindable,
+            plan_updateable,
+        };
+        let mut plan_names: HashMap<String, String> = HashMap::new();
+        let mut plans = Vec::new();
+        let mut served_plans = Vec::new();
+        for (pi, raw_plan) in plans_raw.iter().enumerate() {
+            let ppath = format!("{plans_path}[{pi}]");
+            if let Some((plan, served)) = self.plan(&ppath, raw_plan, &inherited, &mut plan_names) {
+                plans.push(plan);
+                served_plans.push(Value::Object(served));
+            }
+        }
+
+        // A service whose every plan was left out (its backend is not configured
+        // here) is left out too.
+        let (Some(id), Some(service_name)) = (id, service_name) else {
+            return None;
+        };
+        if plans.is_empty() {
+            return None;
+        }
+        let mut served = strip_bindery_keys(service_map);
+        served.insert("plans".to_owned(), Value::Array(served_plans));
+        let service = Service {
+            id,
+            name: service_name,
+            bindable,
+            plan_updateable,
+            instances_retrievable,
+            bindings_retrievable,
+            plans,
+        };
+        Some((service, Value::Object(served)))
+    }
+
+    /// One plan: the plan and its served document, or `None` when it has problems or
+    /// its backend is not configured here.
+    fn plan(
+        &mut self,
+        ppath: &str,
+        raw_plan: &Value,
+        inherited: &Inherited<'_>,
+        plan_names: &mut HashMap<String, String>,
+    ) -> Option<(Plan, Map<String, Value>)> {
+        let p = &mut self.p;
+        let Entry {
+            map: plan_map,
+            id: plan_id,
+            name: plan_name,
+        } = entry(raw_plan, PLAN_KEYS, ppath, p)?;
+        opt_object(plan_map, "metadata", ppath, p);
+        opt_bool(plan_map, "free", ppath, p);
+        let plan_bindable = opt_bool(plan_map, "bindable", ppath, p);
+        let plan_plan_updateable = opt_bool(plan_map, "plan_updateable", ppath, p);
+        let binding_rotatable = opt_bool(plan_map, "binding_rotatable", ppath, p).unwrap_or(false);
+        let binding_lifetime = binding_lifetime(plan_map, ppath, p);
+        let requires_app = opt_bool(plan_map, "requires_app", ppath, p).unwrap_or(false);
+        if let Some(v) = plan_map.get("maximum_polling_duration")
+            && v.as_u64().is_none_or(|n| n == 0)
+        {
+            p.add(
+                &format!("{ppath}.maximum_polling_duration"),
+                "must be a positive whole number of seconds",
+            );
+        }
+        let max_operation_duration = max_operation_duration(plan_map, ppath, p);
+        let maintenance_version = maintenance_version(plan_map, ppath, p);
+        let execution = execution(plan_map, ppath, p);
+        let note = " (service and plan ids must be globally unique)";
+        unique(
+            &mut self.seen_ids,
+            plan_id.as_ref(),
+            format!("{ppath}.id"),
+            note,
+            p,
+        );
+        let note = " in this service";
+        unique(
+            plan_names,
+            plan_name.as_ref(),
+            format!("{ppath}.name"),
+            note,
+            p,
+        );
+
+        let schemas = plan_schemas(plan_map, ppath, p);
+        let (kind, settings, usable) = plan_backend(
+            inherited.backend,
+            plan_map.get("backend"),
+            ppath,
+            self.registry,
+            p,
+            &mut self.unconfigured_warnings,
+        );
+        if let Some(kind) = &kind {
+            schemas_within_bounds(plan_map, ppath, kind, &settings, self.registry, p);
+        }
+        let (Some(plan_id), Some(plan_name), Some(kind)) = (plan_id, plan_name, kind) else {
+            return None;
+        };
+        if !usable {
+            return None;
+        }
+        let plan = Plan {
+            id: plan_id,
+            name: plan_name,
+            bindable: plan_bindable.unwrap_or(inherited.bindable),
+            plan_updateable: plan_plan_updateable.unwrap_or(inherited.plan_updateable),
+            backend_kind: kind,
+            backend_settings: settings,
+            execution,
+            requires_app,
+            max_operation_duration,
+            maintenance_version,
+            binding_rotatable,
+            binding_lifetime,
+            create_schema: schemas.0,
+            update_schema: schemas.1,
+            bind_schema: schemas.2,
+        };
+        Some((plan, strip_bindery_keys(plan_map)))
+    }
+}
+
+/// A service or a plan: its mapping, its id and its name (`None` after a problem).
+struct Entry<'v> {
+    map: &'v Map<String, Value>,
+    id: Option<String>,
+    name: Option<String>,
+}
+
+/// What a service and a plan both have: a mapping of known keys with an id, a name
+/// and a description.
+fn entry<'v>(raw: &'v Value, keys: &[&str], path: &str, p: &mut Problems) -> Option<Entry<'v>> {
+    let Some(map) = raw.as_object() else {
+        p.add(path, "must be a mapping");
+        return None;
+    };
+    known_keys(map, keys, path, p);
+    let id = id_like(map, "id", path, p);
+    let entry_name = name(map, path, p);
+    description(map, path, p);
+    Some(Entry {
+        map,
+        id,
+        name: entry_name,
+    })
+}
+
+/// A service's `tags` and `requires` (whose values the spec fixes).
+fn service_lists(service_map: &Map<String, Value>, path: &str, p: &mut Problems) {
+    string_array(service_map, "tags", path, p);
+    for (i, req) in string_array(service_map, "requires", path, p)
+        .iter()
+        .enumerate()
+    {
+        if !REQUIRES_VALUES.contains(&req.as_str()) {
+            p.add(
+                &format!("{path}.requires[{i}]"),
+                format!("`{req}` is not one of {}", REQUIRES_VALUES.join(", ")),
+            );
+        }
+    }
+}
+
+fn dashboard_client(service_map: &Map<String, Value>, path: &str, p: &mut Problems) {
+    let Some(client) = service_map.get("dashboard_client") else {
+        return;
+    };
+    let cpath = format!("{path}.dashboard_client");
+    match client.as_object() {
+        Some(c) => {
+            known_keys(c, &["id", "secret", "redirect_uri"], &cpath, p);
+            for key in ["id", "secret"] {
+                match c.get(key) {
+                    Some(Value::String(s)) if !s.trim().is_empty() => {}
+                    _ => p.add(&format!("{cpath}.{key}"), "must be a non-empty string"),
+                }
+            }
+        }
+        None => p.add(&cpath, "must be a mapping"),
+    }
+}
+
+fn binding_lifetime(
+    plan_map: &Map<String, Value>,
+    ppath: &str,
+    p: &mut Problems,
+) -> Option<Duration> {
+    let v = plan_map.get("binding_lifetime")?;
+    match v.as_u64() {
+        Some(secs) if secs >= 5 => Some(Duration::from_secs(secs)),
+        _ => {
+            p.add(
+                &format!("{ppath}.binding_lifetime"),
+                "must be a whole number of seconds, at least 5",
+            );
+            None
+        }
+    }
+}
+
+fn max_operation_duration(
+    plan_map: &Map<String, Value>,
+    ppath: &str,
+    p: &mut Problems,
+) -> Duration {
+    let Some(v) = plan_map.get("max_operation_duration") else {
+        return DEFAULT_MAX_OPERATION;
+    };
+    match v.as_u64() {
+        Some(secs) if secs > 0 => Duration::from_secs(secs),
+        _ => {
+            p.add(
+                &format!("{ppath}.max_operation_duration"),
+                "must be a positive whole number of seconds",
+            );
+            DEFAULT_MAX_OPERATION
+        }
+    }
+}
+
+fn maintenance_version(
+    plan_map: &Map<String, Value>,
+    ppath: &str,
+    p: &mut Problems,
+) -> Option<String> {
+    let mpath = format!("{ppath}.maintenance_info");
+    match plan_map.get("maintenance_info")? {
+        Value::Object(mi) => {
+            known_keys(mi, &["version", "description"], &mpath, p);
+            match mi.get("version") {
+                Some(Value::String(v)) if is_semver(v) => Some(v.clone()),
+                _ => {
+                    p.add(
+                        &format!("{mpath}.version"),
+                        "is required and must be a SemVer 2.0 version such as 1.2.0",
+                    );
+                    None
+                }
+            }
+        }
+        _ => {
+            p.add(&mpath, "must be a mapping");
+            None
+        }
+    }
+}
+
+fn execution(plan_map: &Map<String, Value>, ppath: &str, p: &mut Problems) -> Execution {
+    let apath = format!("{ppath}.asynchronous");
+    match plan_map.get("asynchronous") {
+        None => Execution::Preferred,
+        Some(Value::String(s)) => match s.as_str() {
+            "preferred" => Execution::Preferred,
+            "required" => Execution::Required,
+            "never" => Execution::Never,
+            other => {
+                p.add(
+                    &apath,
+                    format!("`{other}` is not one of preferred, required, never"),
+                );
+                Execution::Preferred
+            }
+        },
+        Some(_) => {
+            p.add(&apath, "must be one of preferred, required, never");
+            Execution::Preferred
+        }
+    }
+}
+
+/// The plan's instance parameter schemas must not admit what its backend refuses.
+fn schemas_within_bounds(
+    plan_map: &Map<String, Value>,
+    ppath: &str,
+    kind: &str,
+    settings: &Value,
+    registry: &BackendRegistry,
+    p: &mut Problems,
+) {
+    let bounds = match registry.status(kind) {
+        KindStatus::Ready(backend) => backend.parameter_bounds(settings),
+        KindStatus::Unconfigured { .. } => builtin_parameter_bounds(kind, settings),
+        KindStatus::Unknown => Vec::new(),
+    };
+    for action in ["create", "update"] {
+        let schema = plan_map
+            .get("schemas")
+            .and_then(|s| s.get("service_instance"))
+            .and_then(|s| s.get(action))
+            .and_then(|a| a.get("parameters"));
+        let spath = format!("{ppath}.schemas.service_instance.{action}.parameters");
+        schema_within_bounds(schema, &spath, &bounds, p);
+    }
 }
 
 type PlanSchemas = (

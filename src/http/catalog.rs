@@ -6,22 +6,17 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::osb::{ApiVersion, ErrorBody};
+use super::openapi::OsbHeaders;
+use crate::osb::ApiVersion;
 
 #[utoipa::path(get, path = "/v2/catalog", tag = "catalog",
     params(
-        ("X-Broker-API-Version" = String, Header, description = "OSB API version, 2.13 or later", example = "2.13"),
-        ("X-Broker-API-Originating-Identity" = Option<String>, Header, description = "`<platform> <base64 JSON>` of the user behind the request"),
-        ("X-Broker-API-Request-Identity" = Option<String>, Header, description = "2.15: a request id, echoed in the response"),
+        OsbHeaders,
     ),
     responses(
         (status = 200, description = "The catalog; fields of later versions only for clients of those versions", body = crate::osb::catalog::CatalogResponse),
         (status = 304, description = "2.16+: If-None-Match matched the ETag"),
-        (status = 401, description = "Missing or wrong credentials", body = ErrorBody),
-        (status = 412, description = "Missing or unsupported X-Broker-API-Version", body = ErrorBody),
-        (status = 503, description = "The broker's database or the managed server is unavailable; retry", body = ErrorBody),
-    ),
-    security(("basic" = []), ("bearer" = []))
+    )
 )]
 /// Serves the catalog. From 2.16 on it carries a strong `ETag` and answers
 /// `If-None-Match` with 304.

@@ -11,8 +11,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::error::InternalErrorReport;
 use crate::osb::ErrorBody;
+
+/// Marker placed in the extensions of a 500 response so that the logging middleware,
+/// which knows the request id, can log the cause without the response carrying it.
+#[derive(Debug, Clone)]
+pub struct InternalErrorReport(pub String);
 
 /// 404 for any path bindery does not serve.
 pub async fn not_found() -> Response {

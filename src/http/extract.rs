@@ -105,8 +105,7 @@ impl OsbQuery {
         self.0.get(name).map(String::as_str)
     }
 
-    /// `accepts_incomplete`: only `true` and `false` are accepted; absent is false.
-    pub fn accepts_incomplete(&self) -> Result<bool, BrokerError> {
+    fn accepts_incomplete(&self) -> Result<bool, BrokerError> {
         match self.get("accepts_incomplete") {
             None => Ok(false),
             Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
@@ -134,8 +133,22 @@ impl<S: Send + Sync> FromRequestParts<S> for OsbQuery {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
+/// `accepts_incomplete` of the query: only `true` and `false` are accepted; absent is
+/// false.
+#[derive(Debug, Clone, Copy)]
+pub struct AcceptsIncomplete(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for AcceptsIncomplete {
     type Rejection = BrokerError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let query = OsbQuery::from_request_parts(parts, state).await?;
+        query.accepts_incomplete().map(AcceptsIncomplete)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
+    type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let version = parts

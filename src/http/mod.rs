@@ -1,6 +1,7 @@
 //! The HTTP edge: routing, extractors, middleware and the mapping of broker outcomes
 //! to status codes. No OSB rules and no SQL live here.
 
+mod audit;
 mod auth;
 mod bindings;
 mod body_rate;
@@ -13,6 +14,7 @@ mod instances;
 mod limits;
 pub mod metrics;
 pub mod openapi;
+mod responses;
 pub mod serve;
 pub mod tls;
 mod version;
@@ -36,7 +38,7 @@ pub use auth::Authenticator;
 use extract::BodyLimit;
 pub use version::MinimumVersion;
 
-use crate::broker::{Broker, RequestContext};
+use crate::broker::Broker;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -122,7 +124,9 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
     let (osb, _) = api_routes().split_for_parts();
     let osb = osb
         // Layers run outside-in from the last added: authentication (401) comes
-        // before the version check (412), as conformance suites expect.
+        // before the version check (412), as conformance suites expect, and only a
+        // request that passed both is audited.
+        .route_layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .route_layer(middleware::from_fn_with_state(
             options.min_version,
             version::require_version,
@@ -195,28 +199,4 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-}
-
-/// Writes the audit event for a mutating request once its answer is known.
-async fn audit(
-    state: &AppState,
-    ctx: &RequestContext,
-    action: &str,
-    instance_id: &str,
-    binding_id: Option<&str>,
-    operation: Option<&str>,
-    status: axum::http::StatusCode,
-) {
-    let operation_id = operation.and_then(|o| uuid::Uuid::parse_str(o).ok());
-    state
-        .broker
-        .record_audit(
-            ctx,
-            action,
-            instance_id,
-            binding_id,
-            operation_id,
-            status.as_u16(),
-        )
-        .await;
 }
