@@ -135,7 +135,7 @@ pub mod bytes_body {
     #[derive(Debug, Clone)]
     pub struct Body {
         /// The JSON bytes.
-        pub json: axum::body::Bytes,
+        pub json: bytes::Bytes,
         /// A strong ETag (quoted) of `json`.
         pub etag: String,
     }
