@@ -76,7 +76,7 @@ pub fn builtin_backends(settings: &Settings) -> anyhow::Result<BackendRegistry> 
     // Adapters need no server of bindery's: the kind is always usable.
     registry.register(
         crate::backends::exec::KIND,
-        Arc::new(crate::backends::exec::ExecBackend),
+        Arc::new(crate::backends::exec::ExecBackend::default()),
     );
     Ok(registry)
 }

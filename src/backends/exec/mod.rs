@@ -29,21 +29,29 @@ pub fn check_plan_settings(settings: &Value) -> Vec<String> {
     problems(AdapterSettings::parse(settings))
 }
 
-/// Runs adapters. Holds nothing: each call starts its adapter afresh.
-#[derive(Debug, Default, Clone)]
-pub struct ExecBackend;
+/// Where the values of an adapter's secrets come from, given the variable a plan's
+/// settings name.
+pub type SecretLookup = fn(&str) -> Option<String>;
+
+/// Runs adapters; each call starts its adapter afresh.
+#[derive(Debug, Clone)]
+pub struct ExecBackend {
+    lookup: SecretLookup,
+}
+
+impl Default for ExecBackend {
+    /// Secrets from bindery's own environment.
+    fn default() -> Self {
+        Self {
+            lookup: |variable| std::env::var(variable).ok(),
+        }
+    }
+}
 
 /// A plan's settings parsed, with the secret values they name.
 struct Prepared {
     settings: AdapterSettings,
     secrets: BTreeMap<String, String>,
-}
-
-fn prepare(settings: &Value) -> Result<Prepared, BackendError> {
-    let settings = AdapterSettings::parse(settings)
-        .map_err(|p| invalid_plan_settings("The plan's adapter settings are invalid", p))?;
-    let secrets = settings.secret_values().map_err(BackendError::Failed)?;
-    Ok(Prepared { settings, secrets })
 }
 
 impl Prepared {
@@ -139,9 +147,23 @@ fn log_stderr(program: &str, action: Action, stderr: &[u8], secrets: &[String]) 
 }
 
 impl ExecBackend {
+    /// A backend whose secrets come from `lookup` rather than the environment.
+    pub fn with_secret_lookup(lookup: SecretLookup) -> Self {
+        Self { lookup }
+    }
+
+    fn prepare(&self, settings: &Value) -> Result<Prepared, BackendError> {
+        let settings = AdapterSettings::parse(settings)
+            .map_err(|p| invalid_plan_settings("The plan's adapter settings are invalid", p))?;
+        let secrets = settings
+            .secret_values(self.lookup)
+            .map_err(BackendError::Failed)?;
+        Ok(Prepared { settings, secrets })
+    }
+
     /// Asks the adapter of a plan whether its service is reachable.
     pub async fn health(&self, settings: &Value) -> Result<(), BackendError> {
-        let prepared = prepare(settings)?;
+        let prepared = self.prepare(settings)?;
         let request = prepared.request(Action::Health);
         prepared.call(Action::Health, request, &[]).await.map(drop)
     }
@@ -154,7 +176,7 @@ impl ServiceBackend for ExecBackend {
     }
 
     async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {
-        let prepared = prepare(instance.plan_settings)?;
+        let prepared = self.prepare(instance.plan_settings)?;
         let request = protocol::with_instance(prepared.request(Action::Provision), instance);
         prepared
             .call(Action::Provision, request, &[])
@@ -163,7 +185,7 @@ impl ServiceBackend for ExecBackend {
     }
 
     async fn update(&self, change: &UpdateSpec<'_>) -> Result<(), BackendError> {
-        let prepared = prepare(change.target.plan_settings)?;
+        let prepared = self.prepare(change.target.plan_settings)?;
         let previous_config = AdapterSettings::parse(change.previous_plan_settings)
             .map(|s| s.config)
             .unwrap_or(Value::Object(Map::new()));
@@ -173,7 +195,7 @@ impl ServiceBackend for ExecBackend {
     }
 
     async fn deprovision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {
-        let prepared = prepare(instance.plan_settings)?;
+        let prepared = self.prepare(instance.plan_settings)?;
         let request = protocol::with_instance(prepared.request(Action::Deprovision), instance);
         prepared
             .call(Action::Deprovision, request, &[])
@@ -182,7 +204,7 @@ impl ServiceBackend for ExecBackend {
     }
 
     async fn bind(&self, binding: &BindingSpec<'_>) -> Result<Credentials, BackendError> {
-        let prepared = prepare(binding.instance.plan_settings)?;
+        let prepared = self.prepare(binding.instance.plan_settings)?;
         let password = binding.password.expose_secret();
         let request =
             protocol::with_binding(prepared.request(Action::Bind), binding, Some(password));
@@ -191,7 +213,7 @@ impl ServiceBackend for ExecBackend {
     }
 
     async fn unbind(&self, binding: &BindingSpec<'_>) -> Result<(), BackendError> {
-        let prepared = prepare(binding.instance.plan_settings)?;
+        let prepared = self.prepare(binding.instance.plan_settings)?;
         let request = protocol::with_binding(prepared.request(Action::Unbind), binding, None);
         prepared.call(Action::Unbind, request, &[]).await.map(drop)
     }

@@ -106,14 +106,17 @@ impl AdapterSettings {
         }
     }
 
-    /// The secrets' values from bindery's environment; a missing variable is the
+    /// The secrets' values (from bindery's environment, through `lookup`); a missing variable is the
     /// operator's mistake, named without any value.
-    pub fn secret_values(&self) -> Result<BTreeMap<String, String>, String> {
+    pub fn secret_values(
+        &self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<BTreeMap<String, String>, String> {
         self.secrets
             .iter()
-            .map(|(key, variable)| match std::env::var(variable) {
-                Ok(value) => Ok((key.clone(), value)),
-                Err(_) => Err(format!(
+            .map(|(key, variable)| match lookup(variable) {
+                Some(value) => Ok((key.clone(), value)),
+                None => Err(format!(
                     "The adapter's secret {key:?} is configured from the environment variable {variable}, which is not set in the broker; contact the broker operator."
                 )),
             })
