@@ -182,6 +182,78 @@ mod tests {
         assert_eq!(outcome(&user), Err(BackendError::Failed("bad size".into())));
     }
 
+    fn request_validator() -> jsonschema::Validator {
+        jsonschema::draft7::new(&serde_json::from_str(REQUEST_SCHEMA).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn every_request_bindery_writes_matches_the_request_schema() {
+        let validator = request_validator();
+        let settings = json!({"command": "/bin/true"});
+        let parameters = json!({"size": 3}).as_object().unwrap().clone();
+        let instance = InstanceSpec {
+            instance_id: "i-1",
+            service_id: "s",
+            plan_id: "p",
+            plan_settings: &settings,
+            parameters: &parameters,
+        };
+        let password = secrecy::SecretString::from("a".repeat(32));
+        let binding = BindingSpec {
+            instance,
+            binding_id: "b-1",
+            parameters: &parameters,
+            password: &password,
+        };
+        let change = UpdateSpec {
+            target: instance,
+            previous_plan_settings: &settings,
+            previous_parameters: &parameters,
+        };
+        let secrets = BTreeMap::from([("admin".to_owned(), "x".to_owned())]);
+        let config = json!({"prefix": "apps"});
+        let base = |action| base_request(action, &config, &secrets);
+        let requests = [
+            base(Action::Health),
+            with_instance(base(Action::Provision), &instance),
+            with_instance(base(Action::Deprovision), &instance),
+            with_update(base(Action::Update), &change, &config),
+            with_binding(base(Action::Bind), &binding, Some(&"a".repeat(32))),
+            with_binding(base(Action::Unbind), &binding, None),
+        ];
+        for request in requests {
+            let request = Value::Object(request);
+            let errors: Vec<String> = validator
+                .iter_errors(&request)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{request}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn the_schemas_refuse_what_the_contract_forbids() {
+        let validator = request_validator();
+        // A bind without the binding's password, an update without previous values.
+        for bad in [
+            json!({"contract": CONTRACT, "action": "bind", "settings": {}, "secrets": {},
+                   "instance": {"id": "i", "service_id": "s", "plan_id": "p", "parameters": {}},
+                   "binding": {"id": "b", "parameters": {}}}),
+            json!({"contract": CONTRACT, "action": "update", "settings": {}, "secrets": {},
+                   "instance": {"id": "i", "service_id": "s", "plan_id": "p", "parameters": {}}}),
+            json!({"contract": "bindery.adapter/v0", "action": "health", "settings": {}, "secrets": {}}),
+        ] {
+            assert!(!validator.is_valid(&bad), "{bad}");
+        }
+        for bad in [
+            json!({"contract": CONTRACT, "status": "error", "error": {"class": "fatal", "description": "x"}}),
+            json!({"contract": CONTRACT, "status": "ok", "error": {"class": "user", "description": "x"}}),
+            json!({"contract": CONTRACT, "status": "error"}),
+        ] {
+            assert!(!RESPONSE_VALIDATOR.is_valid(&bad), "{bad}");
+        }
+    }
+
     #[test]
     fn violations_are_named() {
         assert!(
