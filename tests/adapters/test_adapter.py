@@ -61,7 +61,7 @@ def main():
         print("connecting with admin password " + request["secrets"].get("admin_password", "")
               + " and binding password " + request.get("binding", {}).get("password", ""),
               file=sys.stderr)
-    if mode == "temporary_twice":
+    if mode == "temporary_twice" and action == "provision":
         counter = path(state, "attempts-" + action)
         attempts = int(open(counter).read()) if os.path.exists(counter) else 0
         with open(counter, "w") as f:
