@@ -5,6 +5,7 @@
 //! operations and retries (a temporary error is retried with backoff), encryption of
 //! the credentials returned, and limits on the adapter (time, output, environment).
 
+pub mod check;
 pub mod process;
 pub mod protocol;
 pub mod settings;
