@@ -50,8 +50,12 @@ class Dynsec:
             done = subprocess.run(self.base + list(args), capture_output=True, text=True, timeout=20)
         except subprocess.TimeoutExpired:
             error("temporary", "The MQTT broker did not answer in time; retrying.")
-        output = (done.stdout + done.stderr).strip()
-        if done.returncode == 0 and "Error" not in output:
+        # mosquitto_ctrl warns about unencrypted connections on every call and exits 0
+        # even when it could not connect: only its words tell failure from success.
+        output = "\n".join(line for line in (done.stdout + done.stderr).splitlines()
+                            if line.strip() and not line.startswith(("Warning: You are running",
+                                                                      "This means all of the")))
+        if done.returncode == 0 and "rror" not in output:
             return output
         if any(t in output for t in tolerate):
             return output
@@ -98,8 +102,13 @@ def bind(ctl, settings, instance, binding):
     created = ctl.run("createClient", user, "-p", password, tolerate=("already exists",))
     if "already exists" in created:
         ctl.run("setClientPassword", user, password)
-    ctl.run("addClientRole", user, ro if read_only else rw, "5", tolerate=("already",))
-    ctl.run("removeClientRole", user, rw if read_only else ro, tolerate=("not found", "not have"))
+    wanted, unwanted = (ro, rw) if read_only else (rw, ro)
+    # Mosquitto 2.0 answers "Internal error" to adding a role a client holds already.
+    held = ctl.run("getClient", user)
+    if wanted not in held:
+        ctl.run("addClientRole", user, wanted, "5")
+    if unwanted in held:
+        ctl.run("removeClientRole", user, unwanted)
     host = settings.get("credentials_host", settings.get("host", "127.0.0.1"))
     port = str(settings.get("port", 1883))
     return {
