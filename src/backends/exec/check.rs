@@ -79,8 +79,14 @@ impl Checker<'_> {
                 RunError::TimedOut(limit) => format!("no result within {} s", limit.as_secs()),
                 RunError::TooMuchOutput(limit) => format!("more than {limit} bytes on stdout"),
             })?;
-        let response = response_violation(&finished.stdout)
-            .map_err(|why| format!("{why} (exit status {})", finished.status))?;
+        let response = response_violation(&finished.stdout).map_err(|why| {
+            // The last line of stderr usually says why (a traceback's last line).
+            let stderr = String::from_utf8_lossy(&finished.stderr);
+            match stderr.lines().rev().find(|l| !l.trim().is_empty()) {
+                Some(last) => format!("{why} ({}; stderr: {})", finished.status, last.trim()),
+                None => format!("{why} ({})", finished.status),
+            }
+        })?;
         Ok(outcome(&response))
     }
 

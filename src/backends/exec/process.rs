@@ -12,8 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 /// The `PATH` an adapter gets when its settings name none: enough to find `sh`,
-/// `python3` and the tools a service ships, nothing from bindery's own environment.
-pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// `python3` and the tools a service ships (servers live in sbin), nothing from bindery's own environment.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What to run and within which limits.
 #[derive(Debug, Clone)]
