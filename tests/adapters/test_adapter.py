@@ -48,6 +48,10 @@ def main():
         with open(path(state, "pids"), "w") as f:
             f.write(f"{os.getpid()} {sleeper.pid}\n")
         time.sleep(600)
+    if mode == "hang_first" and action == "provision" and not os.path.exists(path(state, "hung")):
+        with open(path(state, "hung"), "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(600)
     if mode == "crash":
         print("about to crash", file=sys.stderr)
         os.abort()
