@@ -202,6 +202,37 @@ mod tests {
         ));
     }
 
+    /// What bindery's shutdown (or a lost lease) does to a call in flight: its future
+    /// is dropped. Every process of the adapter's group must go with it.
+    #[tokio::test]
+    async fn dropping_a_call_kills_the_whole_process_group() {
+        let dir =
+            std::env::temp_dir().join(format!("bindery-drop-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pids = dir.join("pids");
+        let script = format!("sleep 600 & echo $$ $! > {}; wait", pids.display());
+        let invocation = sh(&script, 60_000, 1024);
+        let call = tokio::spawn(async move { run(&invocation, b"").await });
+        while std::fs::read_to_string(&pids).map_or(true, |p| p.split_whitespace().count() < 2) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        call.abort();
+        let _ = call.await;
+        let pids = std::fs::read_to_string(&pids).unwrap();
+        for _ in 0..100 {
+            if pids.split_whitespace().all(|pid| !alive(pid)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{pids} outlived the dropped call");
+    }
+
+    fn alive(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.split(") ").nth(1).unwrap_or("").starts_with('Z'))
+    }
+
     #[test]
     fn redaction_replaces_longest_first() {
         let text = redact(
