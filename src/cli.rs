@@ -1,5 +1,5 @@
 //! The command line: `bindery serve | migrate | migrate-store | check-catalog | rotate-keys |
-//! openapi | healthcheck`.
+//! openapi | healthcheck | adapter-check`.
 
 use std::path::PathBuf;
 
@@ -63,6 +63,27 @@ pub enum Command {
         /// Catalog to check; default: the configured catalog (BINDERY_CATALOG).
         file: Option<PathBuf>,
     },
+    /// Run a complete lifecycle against an `exec` adapter (docs/adapters.md) and list
+    /// the rules of the adapter contract it breaks, then exit (non-zero if any).
+    /// Needs no configuration; use a test instance of the service.
+    AdapterCheck {
+        /// The adapter's `settings.config`, as JSON.
+        #[arg(long, value_name = "JSON")]
+        settings: Option<String>,
+        /// A variable of the adapter's environment, NAME=VALUE (repeatable).
+        #[arg(long = "env", value_name = "NAME=VALUE")]
+        environment: Vec<String>,
+        /// A secret sent in the request, KEY=VARIABLE: the value is read from this
+        /// process's environment variable VARIABLE (repeatable).
+        #[arg(long = "secret", value_name = "KEY=VARIABLE")]
+        secrets: Vec<String>,
+        /// Time limit of each call, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// The adapter executable and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
 }
 
 /// Runs the parsed command line.
@@ -79,12 +100,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         };
     }
+    if let Command::AdapterCheck {
+        settings,
+        environment,
+        secrets,
+        timeout,
+        command,
+    } = cli.command
+    {
+        return adapter_check(
+            command,
+            settings.as_deref(),
+            &environment,
+            &secrets,
+            timeout,
+        )
+        .await;
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     crate::telemetry::init(&settings.log.filter, &settings.log.format);
     match cli.command {
         Command::Serve => serve(&settings).await,
         Command::Healthcheck => crate::healthcheck::run(&settings).await,
-        Command::Openapi { .. } => unreachable!("handled before loading settings"),
+        Command::Openapi { .. } | Command::AdapterCheck { .. } => {
+            unreachable!("handled before loading settings")
+        }
         Command::Migrate => {
             let store = Store::open(
                 settings.store_url().expose_secret(),
@@ -161,6 +201,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// `bindery adapter-check`: prints one line per contract rule; fails if any is broken.
+async fn adapter_check(
+    command: Vec<String>,
+    config: Option<&str>,
+    environment: &[String],
+    secrets: &[String],
+    timeout_seconds: u64,
+) -> anyhow::Result<()> {
+    use crate::backends::exec::check;
+    let settings = check::settings_for(command, config, environment, timeout_seconds)?;
+    let mut values = std::collections::BTreeMap::new();
+    for entry in secrets {
+        let (key, variable) = entry
+            .split_once('=')
+            .with_context(|| format!("--secret takes KEY=VARIABLE, not {entry:?}"))?;
+        let value = std::env::var(variable)
+            .with_context(|| format!("--secret {key}: the variable {variable} is not set"))?;
+        values.insert(key.to_owned(), value);
+    }
+    let report = check::check(&settings, values).await;
+    print!("{}", report.render());
+    if report.passed() {
+        println!("the adapter keeps every rule checked");
+        Ok(())
+    } else {
+        anyhow::bail!("the adapter breaks the contract (see FAIL above)")
     }
 }
 

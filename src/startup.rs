@@ -73,6 +73,11 @@ pub fn builtin_backends(settings: &Settings) -> anyhow::Result<BackendRegistry> 
         backends.rabbitmq.as_ref().and_then(|s| s.backend_config()),
         |config| Ok(Arc::new(RabbitmqBackend::new(config)?)),
     )?;
+    // Adapters need no server of bindery's: the kind is always usable.
+    registry.register(
+        crate::backends::exec::KIND,
+        Arc::new(crate::backends::exec::ExecBackend::default()),
+    );
     Ok(registry)
 }
 

@@ -9,6 +9,7 @@
 
 pub mod check_only;
 pub mod common;
+pub mod exec;
 pub mod mariadb;
 pub mod postgres;
 pub mod rabbitmq;

@@ -22,6 +22,7 @@ mod conformance_hi_bindings;
 mod conformance_jk_errors;
 mod durable_operations;
 mod edge;
+mod exec_adapters;
 mod expiry;
 mod fencing;
 mod id_bounds;
