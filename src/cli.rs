@@ -125,83 +125,92 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Openapi { .. } | Command::AdapterCheck { .. } => {
             unreachable!("handled before loading settings")
         }
-        Command::Migrate => {
-            let store = Store::open(
-                settings.store_url().expose_secret(),
-                &StoreOptions::default(),
-            )
-            .await?;
-            let migrated = store.migrate().await;
-            store.close().await;
-            migrated?;
-            println!("migrations applied");
-            Ok(())
-        }
+        Command::Migrate => migrate(&settings).await,
         Command::MigrateStore { from, to } => migrate_store(&from, &to).await,
-        Command::RotateKeys => {
-            let spec = settings
-                .encryption_keys
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("BINDERY_ENCRYPTION_KEYS is not set"))?;
-            let keyring = crate::crypto::Keyring::parse(spec.expose_secret())
-                .context("BINDERY_ENCRYPTION_KEYS")?;
-            let store = Store::open(
-                settings.store_url().expose_secret(),
-                &StoreOptions::default(),
-            )
-            .await?;
-            let report = match store.migrate().await {
-                Ok(()) => crate::keys::rotate(&store, &keyring).await,
-                Err(e) => Err(e),
-            };
-            store.close().await;
-            let report = report?;
-            println!(
-                "re-encrypted {} credential(s) under key `{}`",
-                report.resealed,
-                keyring.primary_label()
-            );
-            if !report.failed.is_empty() {
-                for (binding, reason) in &report.failed {
-                    eprintln!("binding {binding}: {reason}");
-                }
-                anyhow::bail!(
-                    "{} credential(s) could not be decrypted",
-                    report.failed.len()
-                );
-            }
-            Ok(())
+        Command::RotateKeys => rotate_keys(&settings).await,
+        Command::CheckCatalog { file } => check_catalog(&settings, file),
+    }
+}
+
+/// `bindery migrate`: applies the state store's migrations and exits.
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let store = Store::open(
+        settings.store_url().expose_secret(),
+        &StoreOptions::default(),
+    )
+    .await?;
+    let migrated = store.migrate().await;
+    store.close().await;
+    migrated?;
+    println!("migrations applied");
+    Ok(())
+}
+
+/// `bindery rotate-keys`: re-encrypts every stored credential under the primary key.
+async fn rotate_keys(settings: &Settings) -> anyhow::Result<()> {
+    let spec = settings
+        .encryption_keys
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("BINDERY_ENCRYPTION_KEYS is not set"))?;
+    let keyring =
+        crate::crypto::Keyring::parse(spec.expose_secret()).context("BINDERY_ENCRYPTION_KEYS")?;
+    let store = Store::open(
+        settings.store_url().expose_secret(),
+        &StoreOptions::default(),
+    )
+    .await?;
+    let report = match store.migrate().await {
+        Ok(()) => crate::keys::rotate(&store, &keyring).await,
+        Err(e) => Err(e),
+    };
+    store.close().await;
+    let report = report?;
+    println!(
+        "re-encrypted {} credential(s) under key `{}`",
+        report.resealed,
+        keyring.primary_label()
+    );
+    if !report.failed.is_empty() {
+        for (binding, reason) in &report.failed {
+            eprintln!("binding {binding}: {reason}");
         }
-        Command::CheckCatalog { file } => {
-            let path = file.unwrap_or_else(|| settings.catalog.clone());
-            let registry = builtin_backends(&settings)?;
-            // Kinds without a server (as in a CI pipeline) are stood in for, so that
-            // every service and plan of the file is validated, not only those served here.
-            let (checking, unconfigured) = crate::backends::check_only::for_checking(&registry);
-            let catalog = load_catalog(&path, &checking)?;
-            let plans: usize = catalog.services().iter().map(|s| s.plans.len()).sum();
+        anyhow::bail!(
+            "{} credential(s) could not be decrypted",
+            report.failed.len()
+        );
+    }
+    Ok(())
+}
+
+/// `bindery check-catalog`: validates a catalog file against the backends it names.
+fn check_catalog(settings: &Settings, file: Option<PathBuf>) -> anyhow::Result<()> {
+    let path = file.unwrap_or_else(|| settings.catalog.clone());
+    let registry = builtin_backends(settings)?;
+    // Kinds without a server (as in a CI pipeline) are stood in for, so that
+    // every service and plan of the file is validated, not only those served here.
+    let (checking, unconfigured) = crate::backends::check_only::for_checking(&registry);
+    let catalog = load_catalog(&path, &checking)?;
+    let plans: usize = catalog.services().iter().map(|s| s.plans.len()).sum();
+    println!(
+        "{}: valid ({} services, {plans} plans)",
+        path.display(),
+        catalog.services().len()
+    );
+    for missing in &unconfigured {
+        let count = catalog
+            .services()
+            .iter()
+            .flat_map(|s| &s.plans)
+            .filter(|p| p.backend_kind == missing.kind)
+            .count();
+        if count > 0 {
             println!(
-                "{}: valid ({} services, {plans} plans)",
-                path.display(),
-                catalog.services().len()
+                "  {count} {} plan(s) would not be served here: no {} server is configured ({})",
+                missing.kind, missing.kind, missing.reason
             );
-            for missing in &unconfigured {
-                let count = catalog
-                    .services()
-                    .iter()
-                    .flat_map(|s| &s.plans)
-                    .filter(|p| p.backend_kind == missing.kind)
-                    .count();
-                if count > 0 {
-                    println!(
-                        "  {count} {} plan(s) would not be served here: no {} server is configured ({})",
-                        missing.kind, missing.kind, missing.reason
-                    );
-                }
-            }
-            Ok(())
         }
     }
+    Ok(())
 }
 
 /// `bindery adapter-check`: prints one line per contract rule; fails if any is broken.
