@@ -148,6 +148,17 @@ fn log_stderr(program: &str, action: Action, stderr: &[u8], secrets: &[String]) 
 }
 
 impl ExecBackend {
+    /// Provision and deprovision: the request carries the instance and nothing else.
+    async fn instance_action(
+        &self,
+        action: Action,
+        instance: &InstanceSpec<'_>,
+    ) -> Result<(), BackendError> {
+        let prepared = self.prepare(instance.plan_settings)?;
+        let request = protocol::with_instance(prepared.request(action), instance);
+        prepared.call(action, request, &[]).await.map(drop)
+    }
+
     /// A backend whose secrets come from `lookup` rather than the environment.
     pub fn with_secret_lookup(lookup: SecretLookup) -> Self {
         Self { lookup }
@@ -177,12 +188,7 @@ impl ServiceBackend for ExecBackend {
     }
 
     async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {
-        let prepared = self.prepare(instance.plan_settings)?;
-        let request = protocol::with_instance(prepared.request(Action::Provision), instance);
-        prepared
-            .call(Action::Provision, request, &[])
-            .await
-            .map(drop)
+        self.instance_action(Action::Provision, instance).await
     }
 
     async fn update(&self, change: &UpdateSpec<'_>) -> Result<(), BackendError> {
@@ -196,12 +202,7 @@ impl ServiceBackend for ExecBackend {
     }
 
     async fn deprovision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {
-        let prepared = self.prepare(instance.plan_settings)?;
-        let request = protocol::with_instance(prepared.request(Action::Deprovision), instance);
-        prepared
-            .call(Action::Deprovision, request, &[])
-            .await
-            .map(drop)
+        self.instance_action(Action::Deprovision, instance).await
     }
 
     async fn bind(&self, binding: &BindingSpec<'_>) -> Result<Credentials, BackendError> {
