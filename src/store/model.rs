@@ -305,6 +305,16 @@ impl OperationKind {
     }
 }
 
+/// Claiming an instance or binding for an operation, as the facade hands it to each
+/// database: the states the row may be in, the operation that becomes its active one
+/// (inserted with the claim), and the state the row moves to, if any.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::store) struct Claim<'a, S> {
+    pub(in crate::store) allowed: &'a [S],
+    pub(in crate::store) operation: &'a NewOperation<'a>,
+    pub(in crate::store) new_state: Option<S>,
+}
+
 /// An operation to insert.
 #[derive(Debug, Clone)]
 pub struct NewOperation<'a> {

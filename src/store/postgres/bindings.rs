@@ -3,7 +3,9 @@
 
 use super::PgStore;
 use super::new_operation::{bind_operation, insert_operation_from};
-use crate::store::{BindingInsert, BindingState, NewBinding, NewOperation, SealedCredentials};
+use crate::store::{
+    BindingInsert, BindingState, Claim, NewBinding, NewOperation, SealedCredentials,
+};
 
 impl PgStore {
     /// One statement that holds a share lock on the instance row, so that a
@@ -74,10 +76,13 @@ impl PgStore {
     pub(in crate::store) async fn begin_binding_operation(
         &self,
         binding_id: &str,
-        allowed: &[BindingState],
-        operation: &NewOperation<'_>,
-        new_state: Option<BindingState>,
+        claim: Claim<'_, BindingState>,
     ) -> Result<bool, sqlx::Error> {
+        let Claim {
+            allowed,
+            operation,
+            new_state,
+        } = claim;
         let allowed: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
         let statement = concat!(
             "with target as ( \

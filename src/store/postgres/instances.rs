@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::PgStore;
 use super::new_operation::{bind_operation, insert_operation_from};
-use crate::store::{InstanceState, NewInstance, NewOperation};
+use crate::store::{Claim, InstanceState, NewInstance, NewOperation};
 
 impl PgStore {
     /// One statement: the upsert gates the operation's insert.
@@ -59,10 +59,13 @@ impl PgStore {
     pub(in crate::store) async fn begin_instance_operation(
         &self,
         instance_id: &str,
-        allowed: &[InstanceState],
-        operation: &NewOperation<'_>,
-        new_state: Option<InstanceState>,
+        claim: Claim<'_, InstanceState>,
     ) -> Result<bool, sqlx::Error> {
+        let Claim {
+            allowed,
+            operation,
+            new_state,
+        } = claim;
         let mut tx = self.pool.begin().await?;
         let allowed: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
         let locked: Option<(Option<Uuid>, String)> = sqlx::query_as(

@@ -3,7 +3,9 @@
 
 use super::operations::register_if;
 use super::{SqliteStore, id, json, json_list, now};
-use crate::store::{BindingInsert, BindingState, NewBinding, NewOperation, SealedCredentials};
+use crate::store::{
+    BindingInsert, BindingState, Claim, NewBinding, NewOperation, SealedCredentials,
+};
 
 impl SqliteStore {
     /// The check and the insert run in one writer transaction, so a deprovision cannot
@@ -75,10 +77,13 @@ impl SqliteStore {
     pub(in crate::store) async fn begin_binding_operation(
         &self,
         binding_id: &str,
-        allowed: &[BindingState],
-        operation: &NewOperation<'_>,
-        new_state: Option<BindingState>,
+        claim: Claim<'_, BindingState>,
     ) -> Result<bool, sqlx::Error> {
+        let Claim {
+            allowed,
+            operation,
+            new_state,
+        } = claim;
         let mut tx = self.begin().await?;
         let now = now();
         let gated = sqlx::query(

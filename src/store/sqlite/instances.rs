@@ -3,7 +3,7 @@
 
 use super::operations::register_if;
 use super::{SqliteStore, id, json, json_list, now};
-use crate::store::{InstanceState, NewInstance, NewOperation};
+use crate::store::{Claim, InstanceState, NewInstance, NewOperation};
 
 impl SqliteStore {
     /// One writer transaction: the upsert, then the operation.
@@ -56,10 +56,13 @@ impl SqliteStore {
     pub(in crate::store) async fn begin_instance_operation(
         &self,
         instance_id: &str,
-        allowed: &[InstanceState],
-        operation: &NewOperation<'_>,
-        new_state: Option<InstanceState>,
+        claim: Claim<'_, InstanceState>,
     ) -> Result<bool, sqlx::Error> {
+        let Claim {
+            allowed,
+            operation,
+            new_state,
+        } = claim;
         let mut tx = self.begin().await?;
         let now = now();
         let gated = sqlx::query(
