@@ -40,9 +40,9 @@ impl Store {
         new_state: Option<BindingState>,
     ) -> Result<bool, sqlx::Error> {
         let claim = Claim {
-            allowed,
+            allowed: allowed.iter().map(|s| s.as_str()).collect(),
             operation,
-            new_state,
+            new_state: new_state.map(BindingState::as_str),
         };
         dispatch!(self, s => s.begin_binding_operation(binding_id, claim).await)
     }

@@ -82,9 +82,9 @@ impl Store {
         new_state: Option<InstanceState>,
     ) -> Result<bool, sqlx::Error> {
         let claim = Claim {
-            allowed,
+            allowed: allowed.iter().map(|s| s.as_str()).collect(),
             operation,
-            new_state,
+            new_state: new_state.map(InstanceState::as_str),
         };
         dispatch!(self, s => s.begin_instance_operation(instance_id, claim).await)
     }

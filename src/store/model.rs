@@ -306,13 +306,13 @@ impl OperationKind {
 }
 
 /// Claiming an instance or binding for an operation, as the facade hands it to each
-/// database: the states the row may be in, the operation that becomes its active one
-/// (inserted with the claim), and the state the row moves to, if any.
-#[derive(Debug, Clone, Copy)]
-pub(in crate::store) struct Claim<'a, S> {
-    pub(in crate::store) allowed: &'a [S],
+/// database: the states (as stored) the row may be in, the operation that becomes its
+/// active one (inserted with the claim), and the state the row moves to, if any.
+#[derive(Debug, Clone)]
+pub(in crate::store) struct Claim<'a> {
+    pub(in crate::store) allowed: Vec<&'static str>,
     pub(in crate::store) operation: &'a NewOperation<'a>,
-    pub(in crate::store) new_state: Option<S>,
+    pub(in crate::store) new_state: Option<&'static str>,
 }
 
 /// An operation to insert.
