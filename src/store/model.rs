@@ -43,7 +43,7 @@ impl InstanceState {
 }
 
 /// A stored instance.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InstanceRecord {
     /// Platform id.
     pub instance_id: String,
@@ -181,7 +181,7 @@ impl std::fmt::Debug for SealedCredentials {
 }
 
 /// A stored binding.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BindingRecord {
     /// Platform id.
     pub binding_id: String,
@@ -339,7 +339,7 @@ pub struct NewOperation<'a> {
 }
 
 /// A stored operation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OperationRecord {
     /// Id and token.
     pub operation_id: Uuid,
