@@ -1,7 +1,7 @@
 //! The whole stored rows, one type per table, and how a result row of either database
 //! becomes one. Every read of a table selects all its columns into its row type; the
-//! records the broker works with ([`InstanceRecord`] and the others) are projections of
-//! these rows, and the copy between stores moves them whole.
+//! record the broker works with ([`InstanceRecord`] and the others) is a part of its row,
+//! and the copy between stores moves the rows whole.
 //!
 //! Reading is written once here, over [`Column`]: each store says only how it keeps a
 //! value of each Rust type (PostgreSQL natively, SQLite as text and integer
