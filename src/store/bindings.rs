@@ -3,7 +3,7 @@
 
 use super::row::BINDING_COLUMNS;
 use super::{
-    BindingInsert, BindingRecord, BindingRow, BindingState, NewBinding, NewOperation,
+    BindingInsert, BindingRecord, BindingRow, BindingState, Claim, NewBinding, NewOperation,
     SealedCredentials, Store,
 };
 
@@ -39,7 +39,12 @@ impl Store {
         operation: &NewOperation<'_>,
         new_state: Option<BindingState>,
     ) -> Result<bool, sqlx::Error> {
-        dispatch!(self, s => s.begin_binding_operation(binding_id, allowed, operation, new_state).await)
+        let claim = Claim {
+            allowed: allowed.iter().map(|s| s.as_str()).collect(),
+            operation,
+            new_state: new_state.map(BindingState::as_str),
+        };
+        dispatch!(self, s => s.begin_binding_operation(binding_id, claim).await)
     }
 
     /// Labels of the keys that sealed stored credentials, each with its count.

@@ -75,7 +75,7 @@ pub async fn copy_state(from: &Store, to: &Store, page_size: i64) -> anyhow::Res
     loop {
         let page = from.export_instances(after.as_deref(), page_size).await?;
         let Some(last) = page.last() else { break };
-        after = Some(last.instance_id.clone());
+        after = Some(last.record.instance_id.clone());
         let before = refused.len();
         copied.instances += write_page(to, &page, &mut refused).await?;
         missing.extend(refused[before..].iter().map(|r| r.id.clone()));
@@ -85,8 +85,8 @@ pub async fn copy_state(from: &Store, to: &Store, page_size: i64) -> anyhow::Res
     loop {
         let page = from.export_bindings(after.as_deref(), page_size).await?;
         let Some(last) = page.last() else { break };
-        after = Some(last.binding_id.clone());
-        let page = without_missing(page, &missing, |b| &b.instance_id, &mut refused);
+        after = Some(last.record.binding_id.clone());
+        let page = without_missing(page, &missing, |b| &b.record.instance_id, &mut refused);
         copied.bindings += write_page(to, &page, &mut refused).await?;
     }
 
@@ -94,8 +94,8 @@ pub async fn copy_state(from: &Store, to: &Store, page_size: i64) -> anyhow::Res
     loop {
         let page = from.export_operations(after, page_size).await?;
         let Some(last) = page.last() else { break };
-        after = Some(last.operation_id);
-        let page = without_missing(page, &missing, |o| &o.instance_id, &mut refused);
+        after = Some(last.record.operation_id);
+        let page = without_missing(page, &missing, |o| &o.record.instance_id, &mut refused);
         copied.operations += write_page(to, &page, &mut refused).await?;
     }
 
@@ -181,7 +181,7 @@ trait Row: Sized {
 impl Row for InstanceRow {
     const TABLE: &'static str = "service_instance";
     fn id(&self) -> String {
-        self.instance_id.clone()
+        self.record.instance_id.clone()
     }
     async fn write(to: &Store, rows: &[Self]) -> Result<(), sqlx::Error> {
         to.import_instances(rows).await
@@ -191,7 +191,7 @@ impl Row for InstanceRow {
 impl Row for BindingRow {
     const TABLE: &'static str = "service_binding";
     fn id(&self) -> String {
-        self.binding_id.clone()
+        self.record.binding_id.clone()
     }
     async fn write(to: &Store, rows: &[Self]) -> Result<(), sqlx::Error> {
         to.import_bindings(rows).await
@@ -201,7 +201,7 @@ impl Row for BindingRow {
 impl Row for OperationRow {
     const TABLE: &'static str = "operation";
     fn id(&self) -> String {
-        self.operation_id.to_string()
+        self.record.operation_id.to_string()
     }
     async fn write(to: &Store, rows: &[Self]) -> Result<(), sqlx::Error> {
         to.import_operations(rows).await
@@ -332,18 +332,18 @@ impl Store {
             let mut tx = s.begin().await?;
             for r in rows {
                 sqlx::query(&statement)
-                    .bind(&r.instance_id)
-                    .bind(&r.service_id)
-                    .bind(&r.plan_id)
-                    .bind(s.value(&r.parameters))
-                    .bind(&r.organization_guid)
-                    .bind(&r.space_guid)
+                    .bind(&r.record.instance_id)
+                    .bind(&r.record.service_id)
+                    .bind(&r.record.plan_id)
+                    .bind(s.value(&r.record.parameters))
+                    .bind(&r.record.organization_guid)
+                    .bind(&r.record.space_guid)
                     .bind(s.value(&r.context))
-                    .bind(&r.dashboard_url)
-                    .bind(r.state.as_str())
-                    .bind(s.value(&r.active_operation_id))
-                    .bind(&r.maintenance_version)
-                    .bind(&r.backend_kind)
+                    .bind(&r.record.dashboard_url)
+                    .bind(r.record.state.as_str())
+                    .bind(s.value(&r.record.active_operation_id))
+                    .bind(&r.record.maintenance_version)
+                    .bind(&r.record.backend_kind)
                     .bind(s.value(&r.created_at))
                     .bind(s.value(&r.updated_at))
                     .bind(s.value(&r.deleted_at))
@@ -383,25 +383,25 @@ impl Store {
             let mut tx = s.begin().await?;
             for r in rows {
                 sqlx::query(&statement)
-                    .bind(&r.binding_id)
-                    .bind(&r.instance_id)
-                    .bind(&r.service_id)
-                    .bind(&r.plan_id)
-                    .bind(s.value(&r.parameters))
-                    .bind(&r.app_guid)
-                    .bind(&r.route)
+                    .bind(&r.record.binding_id)
+                    .bind(&r.record.instance_id)
+                    .bind(&r.record.service_id)
+                    .bind(&r.record.plan_id)
+                    .bind(s.value(&r.record.parameters))
+                    .bind(&r.record.app_guid)
+                    .bind(&r.record.route)
                     .bind(s.value(&r.bind_resource))
                     .bind(s.value(&r.context))
-                    .bind(r.credentials.as_ref().map(|c| c.ciphertext.as_slice()))
-                    .bind(r.credentials.as_ref().map(|c| c.key_label.as_str()))
-                    .bind(r.state.as_str())
-                    .bind(s.value(&r.active_operation_id))
+                    .bind(r.record.credentials.as_ref().map(|c| c.ciphertext.as_slice()))
+                    .bind(r.record.credentials.as_ref().map(|c| c.key_label.as_str()))
+                    .bind(r.record.state.as_str())
+                    .bind(s.value(&r.record.active_operation_id))
                     .bind(s.value(&r.created_at))
                     .bind(s.value(&r.updated_at))
                     .bind(s.value(&r.deleted_at))
-                    .bind(s.value(&r.expires_at))
+                    .bind(s.value(&r.record.expires_at))
                     .bind(&r.predecessor_binding_id)
-                    .bind(s.value(&r.revoked_at))
+                    .bind(s.value(&r.record.revoked_at))
                     .execute(&mut *tx)
                     .await?;
             }
@@ -437,20 +437,20 @@ impl Store {
             let mut tx = s.begin().await?;
             for r in rows {
                 sqlx::query(&statement)
-                    .bind(s.value(&r.operation_id))
-                    .bind(&r.instance_id)
-                    .bind(&r.binding_id)
-                    .bind(r.kind.as_str())
-                    .bind(r.state.as_str())
-                    .bind(&r.description)
-                    .bind(s.value(&r.request))
-                    .bind(r.attempts)
-                    .bind(s.value(&r.next_attempt_at))
+                    .bind(s.value(&r.record.operation_id))
+                    .bind(&r.record.instance_id)
+                    .bind(&r.record.binding_id)
+                    .bind(r.record.kind.as_str())
+                    .bind(r.record.state.as_str())
+                    .bind(&r.record.description)
+                    .bind(s.value(&r.record.request))
+                    .bind(r.record.attempts)
+                    .bind(s.value(&r.record.next_attempt_at))
                     .bind(&r.lease_owner)
                     .bind(s.value(&r.lease_expires_at))
-                    .bind(s.lease_token(r.lease_token))
+                    .bind(s.lease_token(r.record.lease_token))
                     .bind(s.value(&r.waits_for))
-                    .bind(s.value(&r.deadline_at))
+                    .bind(s.value(&r.record.deadline_at))
                     .bind(s.value(&r.created_at))
                     .bind(s.value(&r.updated_at))
                     .bind(s.value(&r.finished_at))

@@ -3,7 +3,7 @@
 
 use super::row::INSTANCE_COLUMNS;
 use super::{
-    InstanceRecord, InstanceRow, InstanceState, NewInstance, NewOperation, OperationRecord,
+    Claim, InstanceRecord, InstanceRow, InstanceState, NewInstance, NewOperation, OperationRecord,
     PlanUsage, Store,
 };
 
@@ -81,7 +81,12 @@ impl Store {
         operation: &NewOperation<'_>,
         new_state: Option<InstanceState>,
     ) -> Result<bool, sqlx::Error> {
-        dispatch!(self, s => s.begin_instance_operation(instance_id, allowed, operation, new_state).await)
+        let claim = Claim {
+            allowed: allowed.iter().map(|s| s.as_str()).collect(),
+            operation,
+            new_state: new_state.map(InstanceState::as_str),
+        };
+        dispatch!(self, s => s.begin_instance_operation(instance_id, claim).await)
     }
 
     /// The active operation of an instance, if any.

@@ -38,6 +38,7 @@ use sqlx::FromRow;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
+use model::Claim;
 pub use model::{
     AuditEvent, BindingInsert, BindingRecord, BindingState, ClaimedOperation, InstanceRecord,
     InstanceState, NewBinding, NewInstance, NewOperation, OperationKind, OperationRecord,

@@ -43,7 +43,7 @@ impl InstanceState {
 }
 
 /// A stored instance.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InstanceRecord {
     /// Platform id.
     pub instance_id: String,
@@ -181,7 +181,7 @@ impl std::fmt::Debug for SealedCredentials {
 }
 
 /// A stored binding.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BindingRecord {
     /// Platform id.
     pub binding_id: String,
@@ -305,6 +305,16 @@ impl OperationKind {
     }
 }
 
+/// Claiming an instance or binding for an operation, as the facade hands it to each
+/// database: the states (as stored) the row may be in, the operation that becomes its
+/// active one (inserted with the claim), and the state the row moves to, if any.
+#[derive(Debug, Clone)]
+pub(in crate::store) struct Claim<'a> {
+    pub(in crate::store) allowed: Vec<&'static str>,
+    pub(in crate::store) operation: &'a NewOperation<'a>,
+    pub(in crate::store) new_state: Option<&'static str>,
+}
+
 /// An operation to insert.
 #[derive(Debug, Clone)]
 pub struct NewOperation<'a> {
@@ -329,7 +339,7 @@ pub struct NewOperation<'a> {
 }
 
 /// A stored operation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OperationRecord {
     /// Id and token.
     pub operation_id: Uuid,

@@ -194,8 +194,8 @@ async fn insert_binding_is_idempotent_and_revives_tombstones(t: TestStore) {
     .unwrap();
     assert!(finish(store, unbind, succeeded()).await);
     let tombstone = binding_row(store, "b-1").await;
-    assert_eq!(tombstone.state, BindingState::Deleted);
-    assert_eq!(tombstone.credentials, None);
+    assert_eq!(tombstone.record.state, BindingState::Deleted);
+    assert_eq!(tombstone.record.credentials, None);
     assert!(tombstone.deleted_at.is_some());
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
 
@@ -209,16 +209,19 @@ async fn insert_binding_is_idempotent_and_revives_tombstones(t: TestStore) {
         BindingInsert::Inserted
     );
     let revived = binding_row(store, "b-1").await;
-    assert_eq!(revived.state, BindingState::Creating);
-    assert_eq!(revived.parameters, other_parameters);
-    assert_eq!(revived.route, None);
+    assert_eq!(revived.record.state, BindingState::Creating);
+    assert_eq!(revived.record.parameters, other_parameters);
+    assert_eq!(revived.record.route, None);
     assert_eq!(revived.bind_resource, None);
     assert_eq!(revived.context, None);
-    assert_eq!(revived.expires_at, None);
+    assert_eq!(revived.record.expires_at, None);
     assert_eq!(revived.predecessor_binding_id, None);
-    assert_eq!(revived.credentials, None);
+    assert_eq!(revived.record.credentials, None);
     assert_eq!(revived.deleted_at, None);
-    assert_eq!(revived.active_operation_id, Some(revive.operation_id));
+    assert_eq!(
+        revived.record.active_operation_id,
+        Some(revive.operation_id)
+    );
     assert!(revived.created_at > row.created_at);
 }
 

@@ -404,7 +404,7 @@ async fn copy_lists_the_rows_the_target_refuses_with_their_ids_and_copies_the_re
         copied
             .instances
             .iter()
-            .any(|i| i.instance_id == "i-fine-after")
+            .any(|i| i.record.instance_id == "i-fine-after")
     );
     assert_eq!(copied.audit_events, source_rows.audit_events);
     assert_eq!(incomplete.copied.instances, copied.instances.len() as i64);

@@ -28,8 +28,8 @@ async fn provision_succeeded_or_failed(t: TestStore) {
     assert_eq!(found.state, InstanceState::Ready);
     assert_eq!(found.active_operation_id, None);
     let row = operation_row(store, ok).await;
-    assert_eq!(row.state, OperationState::Succeeded);
-    assert_eq!(row.description, None);
+    assert_eq!(row.record.state, OperationState::Succeeded);
+    assert_eq!(row.record.description, None);
     assert!(row.finished_at.is_some());
     assert_eq!(row.lease_owner, None);
     assert_eq!(row.lease_expires_at, None);
@@ -110,9 +110,9 @@ async fn update_succeeded_applies_plan_parameters_and_maintenance_version(t: Tes
     let before = instance_row(store, "i-1").await.updated_at;
     assert!(finish(store, update, succeeded()).await);
     let row = instance_row(store, "i-1").await;
-    assert_eq!(row.plan_id, "small");
-    assert_eq!(row.parameters, json!({"size": 3, "tier": "gold"}));
-    assert_eq!(row.maintenance_version, None);
+    assert_eq!(row.record.plan_id, "small");
+    assert_eq!(row.record.parameters, json!({"size": 3, "tier": "gold"}));
+    assert_eq!(row.record.maintenance_version, None);
     assert!(row.updated_at >= before);
 }
 
@@ -162,14 +162,14 @@ async fn deprovision_succeeded_tombstones_the_instance_and_its_bindings(t: TestS
     .unwrap();
     assert!(finish(store, deprovision, succeeded()).await);
     let row = instance_row(store, "i-1").await;
-    assert_eq!(row.state, InstanceState::Deleted);
+    assert_eq!(row.record.state, InstanceState::Deleted);
     assert!(row.deleted_at.is_some());
-    assert_eq!(row.active_operation_id, None);
+    assert_eq!(row.record.active_operation_id, None);
     for id in ["b-ready", "b-failed"] {
         let binding = binding_row(store, id).await;
-        assert_eq!(binding.state, BindingState::Deleted, "{id}");
-        assert_eq!(binding.credentials, None, "{id}");
-        assert_eq!(binding.active_operation_id, None, "{id}");
+        assert_eq!(binding.record.state, BindingState::Deleted, "{id}");
+        assert_eq!(binding.record.credentials, None, "{id}");
+        assert_eq!(binding.record.active_operation_id, None, "{id}");
         assert!(binding.deleted_at.is_some(), "{id}");
     }
     let other = store.find_binding("b-other").await.unwrap().unwrap();
@@ -197,9 +197,9 @@ async fn deprovision_failed_keeps_the_instance(t: TestStore) {
     .unwrap();
     assert!(finish(store, deprovision, failed("Database in use")).await);
     let row = instance_row(store, "i-1").await;
-    assert_eq!(row.state, InstanceState::Ready);
+    assert_eq!(row.record.state, InstanceState::Ready);
     assert_eq!(row.deleted_at, None);
-    assert_eq!(row.active_operation_id, None);
+    assert_eq!(row.record.active_operation_id, None);
     let binding = store.find_binding("b-1").await.unwrap().unwrap();
     assert_eq!(binding.state, BindingState::Ready);
     assert_eq!(binding.credentials, Some(sealed("k1", b"secret")));
@@ -263,9 +263,9 @@ async fn unbind_succeeded_tombstones_the_binding(t: TestStore) {
     .unwrap();
     assert!(finish(store, unbind, succeeded()).await);
     let row = binding_row(store, "b-1").await;
-    assert_eq!(row.state, BindingState::Deleted);
-    assert_eq!(row.credentials, None);
-    assert_eq!(row.active_operation_id, None);
+    assert_eq!(row.record.state, BindingState::Deleted);
+    assert_eq!(row.record.credentials, None);
+    assert_eq!(row.record.active_operation_id, None);
     assert!(row.deleted_at.is_some());
     assert_eq!(
         store.find_instance("i-1").await.unwrap().unwrap().state,
@@ -288,9 +288,9 @@ async fn unbind_failed_keeps_the_binding(t: TestStore) {
     .unwrap();
     assert!(finish(store, unbind, failed("User has open sessions")).await);
     let row = binding_row(store, "b-1").await;
-    assert_eq!(row.state, BindingState::Ready);
-    assert_eq!(row.credentials, Some(sealed("k1", b"secret")));
-    assert_eq!(row.active_operation_id, None);
+    assert_eq!(row.record.state, BindingState::Ready);
+    assert_eq!(row.record.credentials, Some(sealed("k1", b"secret")));
+    assert_eq!(row.record.active_operation_id, None);
     assert_eq!(row.deleted_at, None);
 }
 
@@ -305,7 +305,7 @@ async fn a_finish_by_another_owner_changes_nothing(t: TestStore) {
             .unwrap()
     );
     let row = operation_row(store, provision).await;
-    assert_eq!(row.state, OperationState::InProgress);
+    assert_eq!(row.record.state, OperationState::InProgress);
     assert_eq!(row.finished_at, None);
     assert_eq!(row.lease_owner.as_deref(), Some(OWNER));
     let found = store.find_instance("i-1").await.unwrap().unwrap();

@@ -88,7 +88,7 @@ async fn insert_instance_stores_the_request_and_its_operation(t: TestStore) {
             .unwrap()
     );
     let row = operation_row(store, queued_op.operation_id).await;
-    assert_eq!(row.attempts, 0);
+    assert_eq!(row.record.attempts, 0);
     assert_eq!(row.lease_owner, None);
     assert_eq!(row.lease_expires_at, None);
 }
@@ -175,9 +175,9 @@ async fn a_tombstone_is_revived_by_a_new_provision(t: TestStore) {
     .expect("deprovision starts");
     assert!(finish(store, deprovision, succeeded()).await);
     let tombstone = instance_row(store, "i-1").await;
-    assert_eq!(tombstone.state, InstanceState::Deleted);
+    assert_eq!(tombstone.record.state, InstanceState::Deleted);
     assert!(tombstone.deleted_at.is_some());
-    assert_eq!(tombstone.active_operation_id, None);
+    assert_eq!(tombstone.record.active_operation_id, None);
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
 
     let parameters = json!({"size": 2});

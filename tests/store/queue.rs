@@ -98,7 +98,7 @@ async fn concurrent_claimers_share_the_queue_without_duplicates(t: TestStore) {
     for (id, owner) in &claims {
         let row = operation_row(&t.store, *id).await;
         assert_eq!(row.lease_owner.as_ref(), Some(owner));
-        assert_eq!(row.attempts, 1);
+        assert_eq!(row.record.attempts, 1);
     }
 }
 
@@ -242,8 +242,8 @@ async fn renew_retry_later_and_release_act_only_for_the_lease_holder(t: TestStor
     let row = operation_row(store, id).await;
     assert_eq!(row.lease_owner, None);
     assert_eq!(row.lease_expires_at, None);
-    assert_eq!(row.attempts, 0);
-    assert_eq!(row.state, OperationState::InProgress);
+    assert_eq!(row.record.attempts, 0);
+    assert_eq!(row.record.state, OperationState::InProgress);
 
     let claimed = store
         .claim_next_operation("b", LEASE)
@@ -276,17 +276,17 @@ async fn renew_retry_later_and_release_act_only_for_the_lease_holder(t: TestStor
     assert_eq!(row.lease_owner, None);
     assert_eq!(row.lease_expires_at, None);
     assert_eq!(
-        row.description.as_deref(),
+        row.record.description.as_deref(),
         Some("Backend unavailable; retrying")
     );
-    assert_eq!(row.state, OperationState::InProgress);
+    assert_eq!(row.record.state, OperationState::InProgress);
     assert!(near(
-        row.next_attempt_at,
+        row.record.next_attempt_at,
         Utc::now() + chrono::Duration::hours(1),
         Duration::from_secs(10)
     ));
     let found = operation(store, id).await;
-    assert_eq!(found.next_attempt_at, row.next_attempt_at);
+    assert_eq!(found.next_attempt_at, row.record.next_attempt_at);
     assert_eq!(
         found.description.as_deref(),
         Some("Backend unavailable; retrying")
@@ -312,8 +312,8 @@ async fn renew_retry_later_and_release_act_only_for_the_lease_holder(t: TestStor
     );
     store.release_lease(done, done).await.unwrap();
     let row = operation_row(store, done).await;
-    assert_eq!(row.state, OperationState::Succeeded);
-    assert_eq!(row.attempts, 1);
+    assert_eq!(row.record.state, OperationState::Succeeded);
+    assert_eq!(row.record.attempts, 1);
 }
 
 async fn fail_expired_fails_an_operation_whoever_holds_it(t: TestStore) {
@@ -327,9 +327,9 @@ async fn fail_expired_fails_an_operation_whoever_holds_it(t: TestStore) {
             .unwrap()
     );
     let row = operation_row(store, id).await;
-    assert_eq!(row.state, OperationState::Failed);
+    assert_eq!(row.record.state, OperationState::Failed);
     assert_eq!(
-        row.description.as_deref(),
+        row.record.description.as_deref(),
         Some("The operation exceeded its maximum duration.")
     );
     assert!(row.finished_at.is_some());
@@ -341,7 +341,7 @@ async fn fail_expired_fails_an_operation_whoever_holds_it(t: TestStore) {
     assert!(!store.fail_expired_operation(&op, "again").await.unwrap());
     assert!(!store.finish_operation(&op, id, &succeeded()).await.unwrap());
     assert_eq!(
-        operation_row(store, id).await.description.as_deref(),
+        operation_row(store, id).await.record.description.as_deref(),
         Some("The operation exceeded its maximum duration.")
     );
 }
@@ -365,18 +365,18 @@ async fn supersede_fails_a_running_create_and_holds_the_delete_back(t: TestStore
             .unwrap()
     );
     let failed_row = operation_row(store, provision).await;
-    assert_eq!(failed_row.state, OperationState::Failed);
-    assert_eq!(failed_row.description.as_deref(), Some(reason));
+    assert_eq!(failed_row.record.state, OperationState::Failed);
+    assert_eq!(failed_row.record.description.as_deref(), Some(reason));
     assert!(failed_row.finished_at.is_some());
     let found = store.find_instance("i-1").await.unwrap().unwrap();
     assert_eq!(found.state, InstanceState::Failed);
     assert_eq!(found.active_operation_id, Some(deprovision.operation_id));
     let replacement = operation_row(store, deprovision.operation_id).await;
-    assert_eq!(replacement.state, OperationState::InProgress);
-    assert_eq!(replacement.kind, OperationKind::Deprovision);
+    assert_eq!(replacement.record.state, OperationState::InProgress);
+    assert_eq!(replacement.record.kind, OperationKind::Deprovision);
     assert_eq!(replacement.waits_for, Some(provision));
     assert_eq!(
-        failed_row.lease_token,
+        failed_row.record.lease_token,
         Some(provision),
         "the superseded run's claim stays until it gives it back"
     );
@@ -445,6 +445,7 @@ async fn supersede_fails_a_running_create_and_holds_the_delete_back(t: TestStore
     assert!(near(
         operation_row(store, delete.operation_id)
             .await
+            .record
             .next_attempt_at,
         before,
         Duration::from_secs(5)
@@ -491,13 +492,13 @@ async fn a_superseded_run_that_gives_its_claim_back_lets_the_delete_run_at_once(
     store.release_lease(provision, token).await.unwrap();
     let row = operation_row(store, provision).await;
     assert_eq!(
-        row.state,
+        row.record.state,
         OperationState::Failed,
         "still failed, as superseded"
     );
-    assert_eq!(row.lease_token, None);
+    assert_eq!(row.record.lease_token, None);
     assert_eq!(
-        row.attempts, 1,
+        row.record.attempts, 1,
         "a finished operation keeps its attempt count"
     );
     let claimed = store
@@ -578,9 +579,9 @@ async fn a_second_claim_by_the_same_process_fences_the_first(t: TestStore) {
             .unwrap()
     );
     let row = operation_row(store, id).await;
-    assert_eq!(row.state, OperationState::InProgress);
+    assert_eq!(row.record.state, OperationState::InProgress);
     assert_eq!(
-        row.lease_token,
+        row.record.lease_token,
         Some(current_token),
         "the stale release did nothing"
     );

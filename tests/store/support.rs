@@ -362,11 +362,11 @@ pub struct Everything {
 /// Instances and bindings sorted by id here, whatever the database's collation.
 pub async fn everything(store: &Store) -> Everything {
     let mut instances = store.export_instances(None, 10_000).await.unwrap();
-    instances.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+    instances.sort_by(|a, b| a.record.instance_id.cmp(&b.record.instance_id));
     let mut bindings = store.export_bindings(None, 10_000).await.unwrap();
-    bindings.sort_by(|a, b| a.binding_id.cmp(&b.binding_id));
+    bindings.sort_by(|a, b| a.record.binding_id.cmp(&b.record.binding_id));
     let mut operations = store.export_operations(None, 10_000).await.unwrap();
-    operations.sort_by_key(|o| o.operation_id);
+    operations.sort_by_key(|o| o.record.operation_id);
     Everything {
         instances,
         bindings,
@@ -387,7 +387,7 @@ pub async fn instance_row(store: &Store, id: &str) -> bindery::store::InstanceRo
         .await
         .instances
         .into_iter()
-        .find(|r| r.instance_id == id)
+        .find(|r| r.record.instance_id == id)
         .unwrap_or_else(|| panic!("instance {id} is missing"))
 }
 
@@ -397,7 +397,7 @@ pub async fn binding_row(store: &Store, id: &str) -> bindery::store::BindingRow 
         .await
         .bindings
         .into_iter()
-        .find(|r| r.binding_id == id)
+        .find(|r| r.record.binding_id == id)
         .unwrap_or_else(|| panic!("binding {id} is missing"))
 }
 
@@ -407,7 +407,7 @@ pub async fn operation_row(store: &Store, id: Uuid) -> bindery::store::Operation
         .await
         .operations
         .into_iter()
-        .find(|r| r.operation_id == id)
+        .find(|r| r.record.operation_id == id)
         .unwrap_or_else(|| panic!("operation {id} is missing"))
 }
 

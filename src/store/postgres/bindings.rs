@@ -3,7 +3,7 @@
 
 use super::PgStore;
 use super::new_operation::{bind_operation, insert_operation_from};
-use crate::store::{BindingInsert, BindingState, NewBinding, NewOperation, SealedCredentials};
+use crate::store::{BindingInsert, Claim, NewBinding, NewOperation, SealedCredentials};
 
 impl PgStore {
     /// One statement that holds a share lock on the instance row, so that a
@@ -74,11 +74,8 @@ impl PgStore {
     pub(in crate::store) async fn begin_binding_operation(
         &self,
         binding_id: &str,
-        allowed: &[BindingState],
-        operation: &NewOperation<'_>,
-        new_state: Option<BindingState>,
+        claim: Claim<'_>,
     ) -> Result<bool, sqlx::Error> {
-        let allowed: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
         let statement = concat!(
             "with target as ( \
                  update service_binding set active_operation_id = $1, \
@@ -88,10 +85,10 @@ impl PgStore {
                  returning binding_id) ",
             insert_operation_from!("target")
         );
-        debug_assert_eq!(operation.binding_id, Some(binding_id));
-        let started = bind_operation(sqlx::query(statement), operation)
-            .bind(&allowed)
-            .bind(new_state.map(BindingState::as_str))
+        debug_assert_eq!(claim.operation.binding_id, Some(binding_id));
+        let started = bind_operation(sqlx::query(statement), claim.operation)
+            .bind(&claim.allowed)
+            .bind(claim.new_state)
             .execute(&self.pool)
             .await?
             .rows_affected()

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::PgStore;
 use super::new_operation::{bind_operation, insert_operation_from};
-use crate::store::{InstanceState, NewInstance, NewOperation};
+use crate::store::{Claim, NewInstance, NewOperation};
 
 impl PgStore {
     /// One statement: the upsert gates the operation's insert.
@@ -59,12 +59,9 @@ impl PgStore {
     pub(in crate::store) async fn begin_instance_operation(
         &self,
         instance_id: &str,
-        allowed: &[InstanceState],
-        operation: &NewOperation<'_>,
-        new_state: Option<InstanceState>,
+        claim: Claim<'_>,
     ) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let allowed: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
         let locked: Option<(Option<Uuid>, String)> = sqlx::query_as(
             "select active_operation_id, state from service_instance \
              where instance_id = $1 and deleted_at is null for update",
@@ -75,7 +72,7 @@ impl PgStore {
         let Some((None, state)) = locked else {
             return Ok(false);
         };
-        if !allowed.contains(&state.as_str()) {
+        if !claim.allowed.contains(&state.as_str()) {
             return Ok(false);
         }
         // A second statement, so that its snapshot is taken after the row lock: it sees
@@ -90,8 +87,8 @@ impl PgStore {
                  returning instance_id) ",
             insert_operation_from!("target")
         );
-        let started = bind_operation(sqlx::query(statement), operation)
-            .bind(new_state.map(InstanceState::as_str))
+        let started = bind_operation(sqlx::query(statement), claim.operation)
+            .bind(claim.new_state)
             .execute(&mut *tx)
             .await?
             .rows_affected()

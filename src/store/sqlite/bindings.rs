@@ -2,8 +2,8 @@
 //! claim for an operation, and reseal credentials.
 
 use super::operations::register_if;
-use super::{SqliteStore, id, json, json_list, now};
-use crate::store::{BindingInsert, BindingState, NewBinding, NewOperation, SealedCredentials};
+use super::{SqliteStore, id, json, now};
+use crate::store::{BindingInsert, Claim, NewBinding, NewOperation, SealedCredentials};
 
 impl SqliteStore {
     /// The check and the insert run in one writer transaction, so a deprovision cannot
@@ -75,27 +75,13 @@ impl SqliteStore {
     pub(in crate::store) async fn begin_binding_operation(
         &self,
         binding_id: &str,
-        allowed: &[BindingState],
-        operation: &NewOperation<'_>,
-        new_state: Option<BindingState>,
+        claim: Claim<'_>,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.begin().await?;
-        let now = now();
-        let gated = sqlx::query(
-            "update service_binding set active_operation_id = ?2, \
+        let claim_row = "update service_binding set active_operation_id = ?2, \
                  state = coalesce(?4, state), updated_at = ?5 \
              where binding_id = ?1 and deleted_at is null and active_operation_id is null \
-                 and state in (select value from json_each(?3))",
-        )
-        .bind(binding_id)
-        .bind(id(operation.operation_id))
-        .bind(json_list(allowed.iter().map(|s| s.as_str())))
-        .bind(new_state.map(BindingState::as_str))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        register_if(tx, gated, operation, now).await
+                 and state in (select value from json_each(?3))";
+        self.claim_row(claim_row, binding_id, claim).await
     }
 
     /// Only while the credentials are sealed by `old_label`.

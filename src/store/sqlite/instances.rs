@@ -2,8 +2,8 @@
 //! claim for an operation.
 
 use super::operations::register_if;
-use super::{SqliteStore, id, json, json_list, now};
-use crate::store::{InstanceState, NewInstance, NewOperation};
+use super::{SqliteStore, id, json, now};
+use crate::store::{Claim, NewInstance, NewOperation};
 
 impl SqliteStore {
     /// One writer transaction: the upsert, then the operation.
@@ -56,29 +56,15 @@ impl SqliteStore {
     pub(in crate::store) async fn begin_instance_operation(
         &self,
         instance_id: &str,
-        allowed: &[InstanceState],
-        operation: &NewOperation<'_>,
-        new_state: Option<InstanceState>,
+        claim: Claim<'_>,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.begin().await?;
-        let now = now();
-        let gated = sqlx::query(
-            "update service_instance set active_operation_id = ?2, \
-                 state = coalesce(?3, state), updated_at = ?4 \
+        let claim_row = "update service_instance set active_operation_id = ?2, \
+                 state = coalesce(?4, state), updated_at = ?5 \
              where instance_id = ?1 and deleted_at is null and active_operation_id is null \
-                 and state in (select value from json_each(?5)) \
+                 and state in (select value from json_each(?3)) \
                  and not exists (select 1 from service_binding b \
                      where b.instance_id = ?1 and b.deleted_at is null \
-                         and b.active_operation_id is not null)",
-        )
-        .bind(instance_id)
-        .bind(id(operation.operation_id))
-        .bind(new_state.map(InstanceState::as_str))
-        .bind(now)
-        .bind(json_list(allowed.iter().map(|s| s.as_str())))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        register_if(tx, gated, operation, now).await
+                         and b.active_operation_id is not null)";
+        self.claim_row(claim_row, instance_id, claim).await
     }
 }

@@ -14,12 +14,12 @@ use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 use uuid::fmt::Hyphenated;
 
-use super::{SqliteStore, id, json, now, plus, token};
+use super::{SqliteStore, id, json, json_list, now, plus, token};
 use crate::osb::OperationState;
 use crate::store::row::{INSTANCE_COLUMNS, OPERATION_COLUMNS};
 use crate::store::{
-    ClaimedOperation, InstanceRow, NewOperation, OperationKind, OperationRecord, OperationRow,
-    OperationTarget, Outcome,
+    Claim, ClaimedOperation, InstanceRow, NewOperation, OperationKind, OperationRecord,
+    OperationRow, OperationTarget, Outcome,
 };
 
 /// Inserts a new operation, stamped `now`; leased to its requester when it runs inline.
@@ -67,6 +67,32 @@ pub(super) async fn register_if(
     insert_operation(&mut tx, op, now).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+impl SqliteStore {
+    /// Runs `claim_row`, the update that makes `claim`'s operation the active one of the
+    /// row `key` names, and inserts the operation when it did, in one writer
+    /// transaction. The update's parameters: `?1` the key, `?2` the operation id, `?3`
+    /// the allowed states (a JSON list), `?4` the new state, `?5` now.
+    pub(super) async fn claim_row(
+        &self,
+        claim_row: &str,
+        key: &str,
+        claim: Claim<'_>,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let now = now();
+        let gated = sqlx::query(claim_row)
+            .bind(key)
+            .bind(id(claim.operation.operation_id))
+            .bind(json_list(claim.allowed.iter().copied()))
+            .bind(claim.new_state)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        register_if(tx, gated, claim.operation, now).await
+    }
 }
 
 /// True when the lease of operation alias `alias` is held by a process known to be
