@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use serde_with::skip_serializing_none;
 
 /// The API group and version of every kind here.
 pub const GROUP: &str = "servicecatalog.k8s.io";
@@ -18,17 +19,15 @@ pub const API_VERSION: &str = "servicecatalog.k8s.io/v1beta1";
 pub const FINALIZER: &str = "kubernetes-incubator/service-catalog";
 
 /// A condition of any of the kinds (`Ready`, `Failed`, `OrphanMitigation`).
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     #[serde(rename = "type")]
     pub type_: String,
     pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<String>,
 }
 
@@ -45,11 +44,10 @@ pub struct SecretRefAuth {
     pub secret_ref: SecretRef,
 }
 
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct AuthInfo {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic: Option<SecretRefAuth>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer: Option<SecretRefAuth>,
 }
 
@@ -63,6 +61,7 @@ pub struct CatalogRestrictions {
 }
 
 /// A broker reached over the OSB API; its catalog becomes classes and plans.
+#[skip_serializing_none]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "servicecatalog.k8s.io",
@@ -74,44 +73,31 @@ pub struct CatalogRestrictions {
 #[serde(rename_all = "camelCase")]
 pub struct ClusterServiceBrokerSpec {
     pub url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_info: Option<AuthInfo>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle: Option<String>,
-    #[serde(
-        rename = "insecureSkipTLSVerify",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "insecureSkipTLSVerify")]
     pub insecure_skip_tls_verify: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relist_behavior: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relist_duration: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relist_requests: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog_restrictions: Option<CatalogRestrictions>,
 }
 
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterServiceBrokerStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconciled_generation: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation_start_time: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_catalog_retrieval_time: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_condition_state: Option<String>,
 }
 
 /// A service of a broker's catalog.
+#[skip_serializing_none]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "servicecatalog.k8s.io",
@@ -126,33 +112,28 @@ pub struct ClusterServiceClassSpec {
     pub external_name: String,
     #[serde(rename = "externalID")]
     pub external_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default)]
     pub bindable: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding_retrievable: Option<bool>,
     #[serde(default)]
     pub plan_updatable: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_metadata: Option<Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requires: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_provision_parameters: Option<Value>,
 }
 
 /// Status of a class or plan: whether the broker's catalog still has it.
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CatalogEntryStatus {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed_from_broker_catalog: Option<bool>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
 
@@ -162,6 +143,7 @@ pub struct NameRef {
 }
 
 /// A plan of a class.
+#[skip_serializing_none]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "servicecatalog.k8s.io",
@@ -177,23 +159,15 @@ pub struct ClusterServicePlanSpec {
     pub external_name: String,
     #[serde(rename = "externalID")]
     pub external_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bindable: Option<bool>,
     #[serde(default)]
     pub free: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_metadata: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_create_parameter_schema: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_update_parameter_schema: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_binding_create_parameter_schema: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_binding_create_response_schema: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_provision_parameters: Option<Value>,
 }
 
@@ -225,6 +199,7 @@ pub struct UserInfo {
 }
 
 /// An instance of a plan, provisioned through the class's broker.
+#[skip_serializing_none]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "servicecatalog.k8s.io",
@@ -236,110 +211,65 @@ pub struct UserInfo {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceInstanceSpec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_service_class_external_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_service_plan_external_name: Option<String>,
-    #[serde(
-        rename = "clusterServiceClassExternalID",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterServiceClassExternalID")]
     pub cluster_service_class_external_id: Option<String>,
-    #[serde(
-        rename = "clusterServicePlanExternalID",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterServicePlanExternalID")]
     pub cluster_service_plan_external_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_service_class_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_service_plan_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_service_class_ref: Option<NameRef>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_service_plan_ref: Option<NameRef>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Map<String, Value>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parameters_from: Vec<ParametersFromSource>,
-    #[serde(
-        rename = "externalID",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "externalID")]
     pub external_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_requests: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_info: Option<UserInfo>,
 }
 
 /// What was sent to the broker (in progress) or what the broker is known to have (external).
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceProperties {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_service_plan_external_name: Option<String>,
-    #[serde(
-        rename = "clusterServicePlanExternalID",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "clusterServicePlanExternalID")]
     pub cluster_service_plan_external_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameter_checksum: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_info: Option<Value>,
 }
 
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceInstanceStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub async_op_in_progress: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orphan_mitigation_in_progress: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_operation: Option<String>,
-    #[serde(
-        rename = "dashboardURL",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "dashboardURL")]
     pub dashboard_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_operation: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconciled_generation: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation_start_time: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_progress_properties: Option<InstanceProperties>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_properties: Option<InstanceProperties>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provision_status: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deprovision_status: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_provision_parameters: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_specified_class_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_specified_plan_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_condition_state: Option<String>,
 }
 
 /// A binding to an instance; its credentials go into a Secret.
+#[skip_serializing_none]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "servicecatalog.k8s.io",
@@ -352,60 +282,41 @@ pub struct ServiceInstanceStatus {
 #[serde(rename_all = "camelCase")]
 pub struct ServiceBindingSpec {
     pub instance_ref: NameRef,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Map<String, Value>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parameters_from: Vec<ParametersFromSource>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_transforms: Vec<Value>,
-    #[serde(
-        rename = "externalID",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "externalID")]
     pub external_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_info: Option<UserInfo>,
 }
 
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct BindingProperties {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameter_checksum: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_info: Option<Value>,
 }
 
+#[skip_serializing_none]
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceBindingStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub async_op_in_progress: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_operation: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_operation: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconciled_generation: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation_start_time: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_progress_properties: Option<BindingProperties>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_properties: Option<BindingProperties>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orphan_mitigation_in_progress: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unbind_status: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_condition_state: Option<String>,
 }
