@@ -5,12 +5,14 @@
 //! lapses (seconds), not when its 30 s lease expires, and the platform's identical
 //! retry then gets its answer.
 
+#[path = "common/broker_process.rs"]
+mod broker_process;
 #[path = "common/private_redis.rs"]
 mod private_redis;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use broker_process::BrokerProcess;
 use private_redis::PrivateRedis;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -21,72 +23,15 @@ const SERVICE: &str = "4c6e8a20-1b3d-4f59-9e72-8d0a6c4b2e50";
 const PLAN: &str = "0a5d2c84-7b9e-4f31-8c6a-3e1f9b7d5c02";
 const LIVENESS_SECONDS: u64 = 2;
 
-struct Broker {
-    child: Child,
-    base: String,
-}
-
-impl Broker {
-    fn start(database_url: &str, redis_url: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_bindery"))
-            .arg("serve")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("DATABASE_URL", database_url)
-            .env("BINDERY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("BINDERY_USERNAME", "admin")
-            .env("BINDERY_PASSWORD", "change-me")
-            .env(
-                "BINDERY_ENCRYPTION_KEYS",
-                "dev:q1ZQDkyvSO0jD0b1S1OEBlJGwqvbCuX1B6e4MZq0C5c=",
-            )
-            .env("BINDERY_REDIS_ADMIN_URL", redis_url)
-            .env("BINDERY_REDIS_NAME_PREFIX", "bdcrash")
-            .env(
-                "BINDERY_WORKER_LIVENESS_SECONDS",
-                LIVENESS_SECONDS.to_string(),
-            )
-            .env("BINDERY_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("bindery starts");
-        Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    async fn ready(&self, client: &reqwest::Client) {
-        for _ in 0..150 {
-            if client
-                .get(format!("{}/readyz", self.base))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{} did not become ready", self.base);
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A bindery on `database_url` whose Redis backend is `redis_url`, with a short liveness.
+fn start_broker(database_url: &str, redis_url: &str) -> BrokerProcess {
+    let liveness = LIVENESS_SECONDS.to_string();
+    BrokerProcess::start(&[
+        ("DATABASE_URL", database_url),
+        ("BINDERY_REDIS_ADMIN_URL", redis_url),
+        ("BINDERY_REDIS_NAME_PREFIX", "bdcrash"),
+        ("BINDERY_WORKER_LIVENESS_SECONDS", &liveness),
+    ])
 }
 
 fn provision(client: &reqwest::Client, base: &str, id: &str) -> reqwest::RequestBuilder {
@@ -108,7 +53,7 @@ async fn a_retry_after_a_crash_mid_request_is_answered_long_before_the_lease_exp
     let database_url = format!("{SERVER}/{database}");
     let redis = PrivateRedis::start();
     let client = reqwest::Client::new();
-    let mut first = Broker::start(&database_url, &redis.admin_url());
+    let mut first = start_broker(&database_url, &redis.admin_url());
     first.ready(&client).await;
 
     // The synchronous provision hangs on the frozen server; its process dies.
@@ -126,7 +71,7 @@ async fn a_retry_after_a_crash_mid_request_is_answered_long_before_the_lease_exp
 
     // The platform retries the same request against another replica until it gets an
     // answer that is not "in progress elsewhere" (422).
-    let second = Broker::start(&database_url, &redis.admin_url());
+    let second = start_broker(&database_url, &redis.admin_url());
     second.ready(&client).await;
     let (status, body) = loop {
         let response = provision(&client, &second.base, &id).send().await.unwrap();

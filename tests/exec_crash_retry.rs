@@ -3,10 +3,14 @@
 //! adapter again, and the idempotent adapter completes it. The adapter
 //! (tests/adapters/test_adapter.py, mode `hang_first`) hangs on its first provision only.
 
+#[path = "common/broker_process.rs"]
+mod broker_process;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use broker_process::BrokerProcess;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
@@ -17,63 +21,13 @@ const ADAPTER: &str = concat!(
     "/tests/adapters/test_adapter.py"
 );
 
-struct Broker {
-    child: Child,
-    base: String,
-}
-
-impl Broker {
-    fn start(database_url: &str, catalog: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_bindery"))
-            .arg("serve")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("DATABASE_URL", database_url)
-            .env("BINDERY_CATALOG", catalog)
-            .env("BINDERY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("BINDERY_USERNAME", "admin")
-            .env("BINDERY_PASSWORD", "change-me")
-            .env(
-                "BINDERY_ENCRYPTION_KEYS",
-                "dev:q1ZQDkyvSO0jD0b1S1OEBlJGwqvbCuX1B6e4MZq0C5c=",
-            )
-            .env("BINDERY_WORKER_LIVENESS_SECONDS", "2")
-            .env("BINDERY_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("bindery starts");
-        Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    async fn ready(&self, client: &reqwest::Client) {
-        for _ in 0..150 {
-            if client
-                .get(format!("{}/readyz", self.base))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{} did not become ready", self.base);
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A bindery on `database_url` serving `catalog`, with a short liveness.
+fn start_broker(database_url: &str, catalog: &Path) -> BrokerProcess {
+    BrokerProcess::start(&[
+        ("DATABASE_URL", database_url),
+        ("BINDERY_CATALOG", catalog.to_str().unwrap()),
+        ("BINDERY_WORKER_LIVENESS_SECONDS", "2"),
+    ])
 }
 
 fn provision(client: &reqwest::Client, base: &str, id: &str) -> reqwest::RequestBuilder {
@@ -108,7 +62,7 @@ async fn an_adapter_call_cut_by_sigkill_is_run_again_and_completed_by_the_next_b
     let database = format!("bindery_test_{}", uuid::Uuid::new_v4().simple());
     let database_url = format!("{SERVER}/{database}");
     let client = reqwest::Client::new();
-    let mut first = Broker::start(&database_url, &catalog);
+    let mut first = start_broker(&database_url, &catalog);
     first.ready(&client).await;
 
     let id = uuid::Uuid::new_v4().to_string();
@@ -121,15 +75,14 @@ async fn an_adapter_call_cut_by_sigkill_is_run_again_and_completed_by_the_next_b
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    first.child.kill().unwrap(); // SIGKILL: no shutdown, the adapter is orphaned
-    first.child.wait().unwrap();
+    first.kill(); // SIGKILL: no shutdown, the adapter is orphaned
     let killed_at = Instant::now();
     assert!(
         hung.await.unwrap().is_err(),
         "the dead process never answered"
     );
 
-    let second = Broker::start(&database_url, &catalog);
+    let second = start_broker(&database_url, &catalog);
     second.ready(&client).await;
     let (status, body) = loop {
         let response = provision(&client, &second.base, &id).send().await.unwrap();

@@ -3,8 +3,12 @@
 //! operation still ends `succeeded`, every poll is answered by any replica, and the
 //! PostgreSQL server is left with exactly what should be there.
 
-use std::process::{Child, Command, Stdio};
+#[path = "common/broker_process.rs"]
+mod broker_process;
+
 use std::time::{Duration, Instant};
+
+use broker_process::BrokerProcess;
 
 use futures::future::join_all;
 use reqwest::StatusCode;
@@ -16,63 +20,19 @@ const PLAN: &str = "1c7e5b90-8f3a-4e21-b6d4-5a0c9e8f7d11";
 const INSTANCES: usize = 100;
 const PREFIX: &str = "bdfault";
 
-struct Replica {
-    child: Child,
-    base: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(database_url: &str) -> Replica {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_bindery"))
-        .arg("serve")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("DATABASE_URL", database_url)
-        .env("BINDERY_LISTEN", format!("127.0.0.1:{port}"))
-        .env("BINDERY_USERNAME", "admin")
-        .env("BINDERY_PASSWORD", "change-me")
-        .env(
-            "BINDERY_ENCRYPTION_KEYS",
-            "dev:q1ZQDkyvSO0jD0b1S1OEBlJGwqvbCuX1B6e4MZq0C5c=",
-        )
-        .env(
+/// A replica on `database_url` with a short lease and four workers.
+fn start(database_url: &str) -> BrokerProcess {
+    BrokerProcess::start(&[
+        ("DATABASE_URL", database_url),
+        (
             "BINDERY_POSTGRES_ADMIN_URL",
             "postgres://postgres@127.0.0.1:5432/postgres",
-        )
-        .env("BINDERY_POSTGRES_NAME_PREFIX", PREFIX)
-        .env("BINDERY_LEASE_SECONDS", "3")
-        .env("BINDERY_WORKER_CONCURRENCY", "4")
-        .env("BINDERY_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("bindery starts");
-    Replica {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    }
-}
-
-async fn ready(client: &reqwest::Client, base: &str) {
-    for _ in 0..150 {
-        if client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{base} did not become ready");
+        ),
+        ("BINDERY_POSTGRES_NAME_PREFIX", PREFIX),
+        ("BINDERY_LEASE_SECONDS", "3"),
+        ("BINDERY_WORKER_CONCURRENCY", "4"),
+        ("BINDERY_LOG", "warn"),
+    ])
 }
 
 async fn call(
@@ -124,9 +84,9 @@ async fn killing_a_replica_mid_flight_loses_nothing_and_leaves_nothing() {
     let database = format!("bindery_test_fault_{}", uuid::Uuid::new_v4().simple());
     let url = format!("postgres://postgres@127.0.0.1:5432/{database}");
     let client = reqwest::Client::new();
-    let mut replicas: Vec<Replica> = (0..3).map(|_| start(&url)).collect();
+    let mut replicas: Vec<BrokerProcess> = (0..3).map(|_| start(&url)).collect();
     for r in &replicas {
-        ready(&client, &r.base).await;
+        r.ready(&client).await;
     }
     let all: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
     let ids: Vec<String> = (0..INSTANCES)
@@ -147,7 +107,7 @@ async fn killing_a_replica_mid_flight_loses_nothing_and_leaves_nothing() {
     }
     // Kill one replica while its worker holds operations (lease owners name the pid).
     let mut state = PgConnection::connect(&url).await.unwrap();
-    let pid_marker = format!("%-{}-%", replicas[0].child.id());
+    let pid_marker = format!("%-{}-%", replicas[0].id());
     let mut held = 0i64;
     for _ in 0..100 {
         held = sqlx::query_scalar(
@@ -163,8 +123,7 @@ async fn killing_a_replica_mid_flight_loses_nothing_and_leaves_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(held > 0, "the replica to kill was working");
-    replicas[0].child.kill().expect("SIGKILL");
-    let _ = replicas[0].child.wait();
+    replicas[0].kill();
     let live: Vec<String> = all[1..].to_vec();
 
     for id in &ids {
@@ -246,10 +205,7 @@ async fn killing_a_replica_mid_flight_loses_nothing_and_leaves_nothing() {
         .unwrap();
         assert_eq!(left, 0, "{id} left something behind");
     }
-    for mut r in replicas.drain(1..) {
-        let _ = r.child.kill();
-        let _ = r.child.wait();
-    }
+    drop(replicas);
     drop(state);
     sqlx::query(&format!(
         "drop database if exists \"{database}\" with (force)"
