@@ -257,10 +257,14 @@ k8s_free_port() {
 }
 
 k8s_alive() { # dir, name
-  local pid
+  local pid exe
   pid=$(cat "$1/run/$2.pid" 2>/dev/null) || return 1
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null &&
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | k8s_grep "/$2 "
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
+  # The executable, not the command line: /proc/PID/cmdline reads empty for a moment
+  # while a process execs, which once made a starting etcd look dead (CI, session 5).
+  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+  exe=${exe% (deleted)}
+  [[ $exe == */"$2" ]]
 }
 
 # Starts NAME detached (its own session), its output in DIR/logs/NAME.log, its pid in
@@ -271,11 +275,14 @@ k8s_spawn() { # dir, name, args...
   # shellcheck disable=SC2016 # expanded by the inner bash
   setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$dir/run/$name.pid" "$K8S_BIN/$name" "$@" \
     </dev/null >>"$dir/logs/$name.log" 2>&1 &
-  for _ in $(seq 50); do
-    [[ -s $dir/run/$name.pid ]] && return 0
+  # Returns once the pid file is written and the bash that wrote it has exec'd NAME, so
+  # that k8s_alive never looks at the short-lived bash.
+  for _ in $(seq 250); do
+    [[ -s $dir/run/$name.pid ]] && k8s_alive "$dir" "$name" && return 0
     sleep 0.02
   done
-  k8s_err "$name did not start"
+  k8s_err "$name did not start; the end of $dir/logs/$name.log:"
+  tail -n 30 "$dir/logs/$name.log" >&2
   return 1
 }
 
