@@ -13,6 +13,7 @@ use bindery::backends::exec::ExecBackend;
 use bindery::backends::{BackendError, BindingSpec, InstanceSpec, ServiceBackend, UpdateSpec};
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
+use sha2::Digest as _;
 
 const ADAPTER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -50,6 +51,8 @@ fn instance<'a>(
         plan_id: "plan",
         plan_settings: settings,
         parameters,
+        context: None,
+        facts: None,
     }
 }
 
@@ -66,7 +69,15 @@ async fn a_good_adapter_runs_the_whole_lifecycle() {
     let none = Map::new();
     let inst = instance("inst-1", &settings, &none);
     let backend = ExecBackend::default();
-    backend.provision(&inst).await.unwrap();
+    let facts = backend.provision(&inst).await.unwrap();
+    assert_eq!(
+        facts.and_then(|f| f.get("resource").cloned()),
+        Some(json!(format!(
+            "r-{}",
+            &hex::encode(sha2::Sha256::digest(b"inst-1"))[..16]
+        ))),
+        "the adapter's facts come back from provision"
+    );
     backend.provision(&inst).await.unwrap();
     let pw = password();
     let binding = BindingSpec {
@@ -89,10 +100,10 @@ async fn a_good_adapter_runs_the_whole_lifecycle() {
         previous_plan_settings: &settings,
         previous_parameters: &none,
     };
-    // The adapter's "user" class fails the operation with the adapter's own words.
+    // The adapter's "user" class is the user's mistake, in the adapter's own words.
     assert_eq!(
         backend.update(&change).await,
-        Err(BackendError::Failed("size: at most 10".into()))
+        Err(BackendError::Rejected("size: at most 10".into()))
     );
     backend.deprovision(&inst).await.unwrap();
     backend.deprovision(&inst).await.unwrap();

@@ -44,6 +44,8 @@ fn instance<'a>(id: &'a str, settings: &'a Value) -> InstanceSpec<'a> {
         plan_id: "plan-mariadb",
         plan_settings: settings,
         parameters: no_params(),
+        context: None,
+        facts: None,
     }
 }
 
@@ -674,7 +676,7 @@ async fn an_unreachable_server_is_unavailable_quickly() {
         backend.unbind(&spec),
         backend.deprovision(&inst),
     );
-    let results = [provision, bind.map(drop), unbind, deprovision];
+    let results = [provision.map(drop), bind.map(drop), unbind, deprovision];
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "took {:?}",

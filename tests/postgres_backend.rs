@@ -84,6 +84,8 @@ impl Instance {
             plan_id: "plan-test",
             plan_settings: &self.plan,
             parameters: &self.params,
+            context: None,
+            facts: None,
         }
     }
 
@@ -782,7 +784,7 @@ async fn unreachable_server_is_unavailable() {
         started.elapsed() < Duration::from_secs(20),
         "answers quickly"
     );
-    for result in [provision, bound.map(drop), deprovision] {
+    for result in [provision.map(drop), bound.map(drop), deprovision] {
         match result {
             Err(BackendError::Unavailable(msg)) => {
                 assert!(msg.contains("unreachable"), "{msg}");

@@ -67,6 +67,8 @@ fn instance<'a>(id: &'a str, settings: &'a Value) -> InstanceSpec<'a> {
         plan_id: "plan-rabbitmq",
         plan_settings: settings,
         parameters: no_params(),
+        context: None,
+        facts: None,
     }
 }
 

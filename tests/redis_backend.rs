@@ -48,6 +48,8 @@ fn instance<'a>(id: &'a str, settings: &'a Value) -> InstanceSpec<'a> {
         plan_id: "plan-redis",
         plan_settings: settings,
         parameters: no_params(),
+        context: None,
+        facts: None,
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bindery::backends::{
-    BackendError, BackendRegistry, BindingSpec, Credentials, InstanceSpec, ServiceBackend,
+    BackendError, BackendRegistry, BindingSpec, Credentials, Facts, InstanceSpec, ServiceBackend,
     UpdateSpec,
 };
 use bindery::config::Settings;
@@ -27,12 +27,12 @@ impl ServiceBackend for NoopBackend {
         Vec::new()
     }
 
-    async fn provision(&self, _instance: &InstanceSpec<'_>) -> Result<(), BackendError> {
-        Ok(())
+    async fn provision(&self, _instance: &InstanceSpec<'_>) -> Result<Facts, BackendError> {
+        Ok(None)
     }
 
-    async fn update(&self, _change: &UpdateSpec<'_>) -> Result<(), BackendError> {
-        Ok(())
+    async fn update(&self, _change: &UpdateSpec<'_>) -> Result<Facts, BackendError> {
+        Ok(None)
     }
 
     async fn deprovision(&self, _instance: &InstanceSpec<'_>) -> Result<(), BackendError> {

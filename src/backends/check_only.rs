@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{
-    BackendError, BackendRegistry, BindingSpec, Credentials, InstanceSpec, KindStatus,
+    BackendError, BackendRegistry, BindingSpec, Credentials, Facts, InstanceSpec, KindStatus,
     ParameterBound, ServiceBackend, SettingsChecker, UpdateSpec, builtin_parameter_bounds,
 };
 
@@ -63,10 +63,10 @@ impl ServiceBackend for StandIn {
     fn parameter_bounds(&self, settings: &Value) -> Vec<ParameterBound> {
         builtin_parameter_bounds(&self.kind, settings)
     }
-    async fn provision(&self, _: &InstanceSpec<'_>) -> Result<(), BackendError> {
+    async fn provision(&self, _: &InstanceSpec<'_>) -> Result<Facts, BackendError> {
         Err(refused())
     }
-    async fn update(&self, _: &UpdateSpec<'_>) -> Result<(), BackendError> {
+    async fn update(&self, _: &UpdateSpec<'_>) -> Result<Facts, BackendError> {
         Err(refused())
     }
     async fn deprovision(&self, _: &InstanceSpec<'_>) -> Result<(), BackendError> {

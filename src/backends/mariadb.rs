@@ -37,7 +37,9 @@ use sqlx::Executor;
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
 
 use super::common::{self, ServerConfig, SharedServer, is_binding_user};
-use super::{BackendError, BindingSpec, Credentials, InstanceSpec, ServiceBackend, UpdateSpec};
+use super::{
+    BackendError, BindingSpec, Credentials, Facts, InstanceSpec, ServiceBackend, UpdateSpec,
+};
 
 pub use super::common::DEFAULT_NAME_PREFIX;
 
@@ -320,7 +322,7 @@ impl ServiceBackend for MariaDbBackend {
         parameter_bounds()
     }
 
-    async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {
+    async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<Facts, BackendError> {
         let plan = plan_settings_or_error(instance.plan_settings)?;
         check_instance_parameters(instance.parameters)?;
         let database = self.database_name(instance.instance_id);
@@ -340,10 +342,10 @@ impl ServiceBackend for MariaDbBackend {
         )
         .await?;
         tracing::info!(database, "provisioned");
-        Ok(())
+        Ok(None)
     }
 
-    async fn update(&self, change: &UpdateSpec<'_>) -> Result<(), BackendError> {
+    async fn update(&self, change: &UpdateSpec<'_>) -> Result<Facts, BackendError> {
         let target = &change.target;
         let plan = plan_settings_or_error(target.plan_settings)?;
         check_instance_parameters(target.parameters)?;
@@ -369,7 +371,7 @@ impl ServiceBackend for MariaDbBackend {
             .await?;
         }
         tracing::info!(database, "updated");
-        Ok(())
+        Ok(None)
     }
 
     async fn deprovision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {

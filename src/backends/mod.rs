@@ -36,7 +36,17 @@ pub struct InstanceSpec<'a> {
     pub plan_settings: &'a Value,
     /// The instance parameters, already validated against the plan's schema.
     pub parameters: &'a Map<String, Value>,
+    /// The platform's `context` as sent at provision (`None` when it sent none).
+    pub context: Option<&'a Value>,
+    /// What this backend returned about the instance at provision or its last update
+    /// (`None`: nothing, or not yet provisioned).
+    pub facts: Option<&'a Value>,
 }
+
+/// What a backend keeps about an instance it provisioned or updated: a JSON object,
+/// stored with the instance (not encrypted: never a secret) and handed back as
+/// [`InstanceSpec::facts`]. `None` keeps nothing (an update: keeps the earlier facts).
+pub type Facts = Option<Map<String, Value>>;
 
 /// An update: the instance as it will be, and what it was.
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +129,10 @@ pub enum BackendError {
     /// The operation cannot succeed as asked; retrying will not help.
     #[error("{0}")]
     Failed(String),
+    /// The request itself is the user's mistake (a parameter the service refuses):
+    /// a synchronous request answers 400, an asynchronous one fails with this text.
+    #[error("{0}")]
+    Rejected(String),
 }
 
 /// One managed-service kind. Implementations are shared by every request and worker
@@ -142,11 +156,12 @@ pub trait ServiceBackend: Send + Sync + fmt::Debug {
         None
     }
 
-    /// Creates whatever the instance needs. Idempotent.
-    async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError>;
+    /// Creates whatever the instance needs, and says what to keep about it. Idempotent.
+    async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<Facts, BackendError>;
 
-    /// Applies a plan or parameter change. Idempotent.
-    async fn update(&self, change: &UpdateSpec<'_>) -> Result<(), BackendError>;
+    /// Applies a plan or parameter change, and says what to keep about the instance
+    /// now. Idempotent.
+    async fn update(&self, change: &UpdateSpec<'_>) -> Result<Facts, BackendError>;
 
     /// Removes everything the instance created, even with live connections. Idempotent:
     /// succeeds when nothing is left, including when provisioning never finished.

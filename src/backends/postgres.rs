@@ -30,7 +30,9 @@ use sqlx::{Connection, Executor, PgConnection, PgPool};
 
 use super::common::{self, ServerConfig, SharedServer};
 use super::sql_ident::{Ident, InstanceNames, is_valid_extension_name, quote_literal};
-use super::{BackendError, BindingSpec, Credentials, InstanceSpec, ServiceBackend, UpdateSpec};
+use super::{
+    BackendError, BindingSpec, Credentials, Facts, InstanceSpec, ServiceBackend, UpdateSpec,
+};
 
 pub use super::common::DEFAULT_NAME_PREFIX;
 
@@ -395,17 +397,17 @@ impl ServiceBackend for PostgresBackend {
         parameter_bounds(settings)
     }
 
-    async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {
+    async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<Facts, BackendError> {
         let names = self.apply(instance, true).await?;
         tracing::info!(database = names.database.as_str(), "provisioned");
-        Ok(())
+        Ok(None)
     }
 
-    async fn update(&self, change: &UpdateSpec<'_>) -> Result<(), BackendError> {
+    async fn update(&self, change: &UpdateSpec<'_>) -> Result<Facts, BackendError> {
         // Extensions are only ever added: dropping one would drop the data using it.
         let names = self.apply(&change.target, false).await?;
         tracing::info!(database = names.database.as_str(), "updated");
-        Ok(())
+        Ok(None)
     }
 
     async fn deprovision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {

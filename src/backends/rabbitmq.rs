@@ -23,7 +23,9 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::common::{self, Endpoint, NamePrefix};
-use super::{BackendError, BindingSpec, Credentials, InstanceSpec, ServiceBackend, UpdateSpec};
+use super::{
+    BackendError, BindingSpec, Credentials, Facts, InstanceSpec, ServiceBackend, UpdateSpec,
+};
 
 pub use super::common::DEFAULT_NAME_PREFIX;
 
@@ -294,16 +296,18 @@ impl ServiceBackend for RabbitmqBackend {
         check_plan_settings(settings)
     }
 
-    async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {
+    async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<Facts, BackendError> {
         let vhost = self.vhost_name(instance.instance_id);
         // PUT creates the vhost or leaves an existing one alone.
         let body = json!({ "description": "Managed by bindery" });
         self.put(self.url(&["vhosts", &vhost]), &body, "creating the vhost")
             .await?;
-        self.apply_limits(&vhost, instance.plan_settings).await
+        self.apply_limits(&vhost, instance.plan_settings)
+            .await
+            .map(|()| None)
     }
 
-    async fn update(&self, change: &UpdateSpec<'_>) -> Result<(), BackendError> {
+    async fn update(&self, change: &UpdateSpec<'_>) -> Result<Facts, BackendError> {
         let vhost = self.vhost_name(change.target.instance_id);
         // Limits of a missing vhost fail with a 500, so say what is actually wrong.
         if !self.vhost_exists(&vhost).await? {
@@ -311,7 +315,9 @@ impl ServiceBackend for RabbitmqBackend {
                 "The instance's RabbitMQ vhost does not exist; deprovision the instance and create it again.".to_owned(),
             ));
         }
-        self.apply_limits(&vhost, change.target.plan_settings).await
+        self.apply_limits(&vhost, change.target.plan_settings)
+            .await
+            .map(|()| None)
     }
 
     async fn deprovision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {

@@ -25,7 +25,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::common::{self, ID_HASH_LEN, ServerConfig, SharedServer, id_hash};
-use super::{BackendError, BindingSpec, Credentials, InstanceSpec, ServiceBackend, UpdateSpec};
+use super::{
+    BackendError, BindingSpec, Credentials, Facts, InstanceSpec, ServiceBackend, UpdateSpec,
+};
 
 pub use super::common::DEFAULT_NAME_PREFIX;
 
@@ -612,19 +614,19 @@ impl ServiceBackend for RedisBackend {
 
     /// Nothing to create: an instance is a key prefix. Checks that the server answers
     /// and can isolate tenants (Redis 7+, standalone).
-    async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {
+    async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<Facts, BackendError> {
         parse_settings(instance.plan_settings).map_err(invalid_settings)?;
         self.names(instance.instance_id)?;
         let mut conn = self.admin().await?;
-        self.check_server(&mut conn).await
+        self.check_server(&mut conn).await.map(|()| None)
     }
 
     /// Only `allow_pubsub` can change: re-applies the command and channel rules of
     /// every user of the instance when it does.
-    async fn update(&self, change: &UpdateSpec<'_>) -> Result<(), BackendError> {
+    async fn update(&self, change: &UpdateSpec<'_>) -> Result<Facts, BackendError> {
         let target = parse_settings(change.target.plan_settings).map_err(invalid_settings)?;
         if parse_settings(change.previous_plan_settings).ok() == Some(target) {
-            return Ok(());
+            return Ok(None);
         }
         let names = self.names(change.target.instance_id)?;
         let mut conn = self.admin().await?;
@@ -636,7 +638,7 @@ impl ServiceBackend for RedisBackend {
         if !users.is_empty() {
             self.persist_acl(&mut conn).await?;
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Deletes the instance's users (disconnecting their clients) and then every key

@@ -47,6 +47,8 @@ impl Broker {
             plan_id: &plan.id,
             plan_settings: &plan.backend_settings,
             parameters: &request.parameters,
+            context: request.context.as_ref(),
+            facts: None,
         });
 
         let operation = self.new_operation(

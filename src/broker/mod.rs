@@ -317,11 +317,20 @@ impl Broker {
             Execution::Failed {
                 description,
                 unavailable: true,
+                ..
             } => Err(BrokerError::Unavailable(with_advice(
                 description,
                 op.kind,
                 true,
             ))),
+            // The user's mistake, as the backend found it: 400, like a request the
+            // broker's own validation refuses (the failed instance or binding is
+            // replaced by the platform's next request with the same id).
+            Execution::Failed {
+                description,
+                rejected: true,
+                ..
+            } => Err(BrokerError::BadRequest(description)),
             Execution::Failed { description, .. } => Err(BrokerError::BackendFailed(with_advice(
                 description,
                 op.kind,

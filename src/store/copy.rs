@@ -326,7 +326,7 @@ impl Store {
     pub async fn import_instances(&self, rows: &[InstanceRow]) -> Result<(), sqlx::Error> {
         let statement = format!(
             "insert into service_instance ({INSTANCE_COLUMNS}) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         );
         dispatch!(self, s => {
             let mut tx = s.begin().await?;
@@ -338,7 +338,7 @@ impl Store {
                     .bind(s.value(&r.record.parameters))
                     .bind(&r.record.organization_guid)
                     .bind(&r.record.space_guid)
-                    .bind(s.value(&r.context))
+                    .bind(s.value(&r.record.context))
                     .bind(&r.record.dashboard_url)
                     .bind(r.record.state.as_str())
                     .bind(s.value(&r.record.active_operation_id))
@@ -347,6 +347,7 @@ impl Store {
                     .bind(s.value(&r.created_at))
                     .bind(s.value(&r.updated_at))
                     .bind(s.value(&r.deleted_at))
+                    .bind(s.value(&r.record.backend_facts))
                     .execute(&mut *tx)
                     .await?;
             }

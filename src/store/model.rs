@@ -68,6 +68,11 @@ pub struct InstanceRecord {
     /// The backend kind of its plan when it was provisioned; `None` for rows written
     /// before bindery recorded it and not yet filled in at start-up.
     pub backend_kind: Option<String>,
+    /// The platform's `context` as sent at provision.
+    pub context: Option<Value>,
+    /// What the backend said about the instance when it was provisioned or last updated
+    /// (a JSON object; only `exec` adapters return any), handed back to it on every call.
+    pub backend_facts: Option<Value>,
 }
 
 /// How many live instances sit on one plan, and the backend kind they recorded.
@@ -123,6 +128,8 @@ impl NewInstance<'_> {
             active_operation_id: Some(operation_id),
             maintenance_version: self.maintenance_version.map(str::to_owned),
             backend_kind: self.backend_kind.map(str::to_owned),
+            context: self.context.cloned(),
+            backend_facts: None,
         }
     }
 }
@@ -380,10 +387,14 @@ pub struct ClaimedOperation {
 /// How an operation ended, with what it changes.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// Succeeded; a bind carries its sealed credentials.
+    /// Succeeded; a bind carries its sealed credentials, a provision or update the
+    /// facts its backend returned.
     Succeeded {
         /// Sealed credentials of a bind.
         credentials: Option<SealedCredentials>,
+        /// A provision's or update's backend facts (an update without any keeps the
+        /// instance's earlier facts).
+        facts: Option<Value>,
     },
     /// Failed for good; the description is user-safe.
     Failed {

@@ -24,8 +24,6 @@ use crate::osb::OperationState;
 pub struct InstanceRow {
     /// The instance as the broker sees it.
     pub record: InstanceRecord,
-    /// Platform context.
-    pub context: Option<Value>,
     /// Created (or revived).
     pub created_at: DateTime<Utc>,
     /// Last changed.
@@ -77,7 +75,7 @@ pub struct OperationRow {
 /// Every column of `service_instance`, in the order `INSERT_INSTANCE` writes them.
 pub(crate) const INSTANCE_COLUMNS: &str = "instance_id, service_id, plan_id, parameters, \
      organization_guid, space_guid, context, dashboard_url, state, active_operation_id, \
-     maintenance_version, backend_kind, created_at, updated_at, deleted_at";
+     maintenance_version, backend_kind, created_at, updated_at, deleted_at, backend_facts";
 
 /// Every column of `service_binding`, in the order `INSERT_BINDING` writes them.
 pub(crate) const BINDING_COLUMNS: &str = "binding_id, instance_id, service_id, plan_id, \
@@ -170,10 +168,11 @@ impl InstanceRow {
             active_operation_id: r.get("active_operation_id")?,
             maintenance_version: r.get("maintenance_version")?,
             backend_kind: r.get("backend_kind")?,
+            context: r.get("context")?,
+            backend_facts: r.get("backend_facts")?,
         };
         Ok(Self {
             record,
-            context: r.get("context")?,
             created_at: r.get("created_at")?,
             updated_at: r.get("updated_at")?,
             deleted_at: r.get("deleted_at")?,

@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde_json::{Map, Value};
 
 use crate::backends::{
-    BackendError, BackendRegistry, BindingSpec, Credentials, InstanceSpec, UpdateSpec,
+    BackendError, BackendRegistry, BindingSpec, Credentials, Facts, InstanceSpec, UpdateSpec,
 };
 use crate::catalog::{Plan, SharedCatalog};
 use crate::crypto::Keyring;
@@ -37,6 +37,9 @@ pub enum Execution {
         description: String,
         /// The server was down rather than the request being wrong.
         unavailable: bool,
+        /// The backend refused the request as the user's mistake (a synchronous
+        /// request answers 400).
+        rejected: bool,
     },
     /// A transient failure; the operation is queued again.
     Retrying(String),
@@ -149,6 +152,7 @@ impl Executor {
             return Ok(Execution::Failed {
                 description,
                 unavailable: false,
+                rejected: false,
             });
         }
         let read;
@@ -162,7 +166,7 @@ impl Executor {
         // A revocation whose binding was deleted or revoked meanwhile calls no backend.
         let moot = op.kind == OperationKind::Revoke && self.revocation_is_moot(op).await?;
         let result = match self.resolve(op, instance) {
-            _ if moot => Ok(None),
+            _ if moot => Ok(Done::default()),
             Ok(resolved) => {
                 let call = self.call_backend(op, token, &resolved, known);
                 measured(&resolved.backend_kind, op.kind.as_str(), call).await
@@ -170,7 +174,7 @@ impl Executor {
             Err(description) => Err(BackendError::Failed(description)),
         };
         let (outcome, execution) = match result {
-            Ok(credentials) => {
+            Ok(Done { credentials, facts }) => {
                 let sealed = match (&credentials, &op.binding_id) {
                     (Some(c), Some(binding_id)) => {
                         let json = serde_json::to_vec(&c.0).context("serialising credentials")?;
@@ -181,6 +185,7 @@ impl Executor {
                 (
                     Outcome::Succeeded {
                         credentials: sealed,
+                        facts: facts.map(Value::Object),
                     },
                     Execution::Succeeded(credentials),
                 )
@@ -206,6 +211,7 @@ impl Executor {
             }
             Err(error) => {
                 let unavailable = matches!(error, BackendError::Unavailable(_));
+                let rejected = matches!(error, BackendError::Rejected(_));
                 let description = error.to_string();
                 (
                     Outcome::Failed {
@@ -214,6 +220,7 @@ impl Executor {
                     Execution::Failed {
                         description,
                         unavailable,
+                        rejected,
                     },
                 )
             }
@@ -308,18 +315,22 @@ impl Executor {
         token: uuid::Uuid,
         r: &Resolved<'_>,
         known: Known<'_>,
-    ) -> Result<Option<Credentials>, BackendError> {
+    ) -> Result<Done, BackendError> {
         let spec = InstanceSpec {
             instance_id: &op.instance_id,
             service_id: &r.service_id,
             plan_id: &r.plan_id,
             plan_settings: &r.backend_settings,
             parameters: &r.parameters,
+            context: r.instance.context.as_ref(),
+            facts: r.instance.backend_facts.as_ref(),
         };
         let work = async {
             match op.kind {
-                OperationKind::Provision => r.backend.provision(&spec).await.map(|()| None),
-                OperationKind::Deprovision => r.backend.deprovision(&spec).await.map(|()| None),
+                OperationKind::Provision => r.backend.provision(&spec).await.map(Done::facts),
+                OperationKind::Deprovision => {
+                    r.backend.deprovision(&spec).await.map(|()| Done::default())
+                }
                 OperationKind::Update => {
                     // Read before the update's effect lands: the plan it changes from.
                     let previous = self.settings_of(r.instance);
@@ -328,7 +339,7 @@ impl Executor {
                         previous_plan_settings: previous.as_ref().map_or(&Value::Null, |p| &p.0),
                         previous_parameters: previous.as_ref().map_or(&EMPTY, |p| &p.1),
                     };
-                    r.backend.update(&change).await.map(|()| None)
+                    r.backend.update(&change).await.map(Done::facts)
                 }
                 // A revocation drops what an unbind drops: the binding's user.
                 OperationKind::Bind | OperationKind::Unbind | OperationKind::Revoke => {
@@ -349,9 +360,9 @@ impl Executor {
                         password: &password,
                     };
                     if op.kind == OperationKind::Bind {
-                        r.backend.bind(&binding).await.map(Some)
+                        r.backend.bind(&binding).await.map(Done::credentials)
                     } else {
-                        r.backend.unbind(&binding).await.map(|()| None)
+                        r.backend.unbind(&binding).await.map(|()| Done::default())
                     }
                 }
             }
@@ -402,6 +413,31 @@ impl Executor {
     }
 }
 
+/// What a backend call that succeeded returned.
+#[derive(Debug, Default)]
+struct Done {
+    /// A bind's credentials.
+    credentials: Option<Credentials>,
+    /// A provision's or update's facts about the instance.
+    facts: Facts,
+}
+
+impl Done {
+    fn facts(facts: Facts) -> Self {
+        Self {
+            credentials: None,
+            facts,
+        }
+    }
+
+    fn credentials(credentials: Credentials) -> Self {
+        Self {
+            credentials: Some(credentials),
+            facts: None,
+        }
+    }
+}
+
 /// How often a running operation renews its lease, which is also how soon it notices
 /// that it was superseded or taken over: a third of the lease, and at most a second,
 /// so that a delete waiting for a superseded create starts within about a second.
@@ -426,8 +462,8 @@ fn as_object(value: Value) -> Map<String, Value> {
 async fn measured(
     backend: &str,
     action: &'static str,
-    call: impl Future<Output = Result<Option<Credentials>, BackendError>>,
-) -> Result<Option<Credentials>, BackendError> {
+    call: impl Future<Output = Result<Done, BackendError>>,
+) -> Result<Done, BackendError> {
     let started = std::time::Instant::now();
     let result = call.await;
     metrics::histogram!("bindery_backend_call_duration_seconds", "backend" => backend.to_owned(), "action" => action)
@@ -436,6 +472,7 @@ async fn measured(
         let error = match e {
             BackendError::Unavailable(_) => "unavailable",
             BackendError::Failed(_) => "failed",
+            BackendError::Rejected(_) => "rejected",
         };
         metrics::counter!("bindery_backend_errors_total", "backend" => backend.to_owned(), "action" => action, "error" => error)
             .increment(1);

@@ -81,11 +81,18 @@ def main():
     if not isinstance(instance, dict) or not instance.get("id"):
         error("user", "the request names no instance")
     marker = path(state, "instance-" + digest(instance["id"]))
+    # What each action was told of the platform's context and of the instance's facts.
+    with open(path(state, "seen-" + action + ".json"), "w") as f:
+        json.dump({"context": instance.get("context"), "facts": instance.get("facts")}, f)
     if mode == "sloppy" and action == "provision" and os.path.exists(marker):
         error("permanent", "the instance exists already")
     if instance.get("parameters", {}).get("size", 1) > 10:
         error("user", "size: at most 10")
-    if action in ("provision", "update"):
+    if action == "provision":
+        with open(marker, "w") as f:
+            json.dump(instance.get("parameters", {}), f)
+        reply(status="ok", facts={"resource": "r-" + digest(instance["id"])})
+    if action == "update":
         with open(marker, "w") as f:
             json.dump(instance.get("parameters", {}), f)
         reply(status="ok")

@@ -135,3 +135,72 @@ async fn a_users_mistake_reported_by_the_adapter_fails_the_operation_with_its_wo
     assert_eq!(body["state"], "failed", "{body}");
     assert_eq!(body["description"], "size: at most 10", "{body}");
 }
+
+/// What the adapter was told by its last call of `action`.
+fn seen(dir: &std::path::Path, action: &str) -> Value {
+    let text = std::fs::read_to_string(dir.join(format!("seen-{action}.json"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn the_adapter_gets_the_platform_context_and_its_own_facts_back() {
+    let (app, dir) = spawn("good").await;
+    let id = new_id();
+    let context = json!({"platform": "kubernetes", "clusterid": "c-1", "namespace": "team-a"});
+    let mut body = provision_body("svc-exec", "plan-exec");
+    body["context"] = context.clone();
+    let r = app.provision(&id, body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
+    let provisioned = seen(&dir, "provision");
+    assert_eq!(provisioned["context"], context);
+    assert_eq!(
+        provisioned["facts"],
+        Value::Null,
+        "nothing is known before provision"
+    );
+
+    // The facts provision returned come back with every later call; an update that
+    // returns none keeps them.
+    let facts = json!({"resource": format!("r-{}", &sha256_hex(&id)[..16])});
+    let r = app
+        .update(
+            &id,
+            "",
+            json!({"service_id": "svc-exec", "parameters": {"size": 2}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
+    assert_eq!(seen(&dir, "update")["facts"], facts);
+    let binding = new_id();
+    let r = app
+        .bind(&id, &binding, bind_body("svc-exec", "plan-exec"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
+    assert_eq!(seen(&dir, "bind")["facts"], facts);
+    assert_eq!(seen(&dir, "bind")["context"], context);
+    let r = app
+        .deprovision(&id, "?service_id=svc-exec&plan_id=plan-exec")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
+    assert_eq!(seen(&dir, "deprovision")["facts"], facts);
+}
+
+#[tokio::test]
+async fn a_users_mistake_on_a_synchronous_request_is_a_400_and_a_corrected_retry_succeeds() {
+    let (app, _dir) = spawn("good").await;
+    let id = new_id();
+    let mut body = provision_body("svc-exec", "plan-exec");
+    body["parameters"] = json!({"size": 11});
+    let r = app.provision(&id, body.clone()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.raw);
+    assert_eq!(r.body["description"], "size: at most 10", "{}", r.raw);
+    // The platform corrects the parameter and sends the same instance id again.
+    body["parameters"] = json!({"size": 3});
+    let r = app.provision(&id, body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bindery::backends::{
-    BackendError, BindingSpec, Credentials, InstanceSpec, ServiceBackend, UpdateSpec,
+    BackendError, BindingSpec, Credentials, Facts, InstanceSpec, ServiceBackend, UpdateSpec,
 };
 use serde_json::Value;
 
@@ -103,12 +103,14 @@ impl ServiceBackend for RecordingBackend {
             })
     }
 
-    async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {
-        self.act("provision", instance, None).await
+    async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<Facts, BackendError> {
+        self.act("provision", instance, None).await.map(|()| None)
     }
 
-    async fn update(&self, change: &UpdateSpec<'_>) -> Result<(), BackendError> {
-        self.act("update", &change.target, None).await
+    async fn update(&self, change: &UpdateSpec<'_>) -> Result<Facts, BackendError> {
+        self.act("update", &change.target, None)
+            .await
+            .map(|()| None)
     }
 
     async fn deprovision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {

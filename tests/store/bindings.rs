@@ -178,7 +178,8 @@ async fn insert_binding_is_idempotent_and_revives_tombstones(t: TestStore) {
             store,
             op.operation_id,
             bindery::store::Outcome::Succeeded {
-                credentials: Some(credentials.clone())
+                credentials: Some(credentials.clone()),
+                facts: None,
             }
         )
         .await

@@ -62,7 +62,8 @@ pub async fn populate(store: &Store) {
             store,
             op.operation_id,
             Outcome::Succeeded {
-                credentials: Some(sealed("primary", &[9, 8, 7, 0, 255]))
+                credentials: Some(sealed("primary", &[9, 8, 7, 0, 255])),
+                facts: None,
             }
         )
         .await
@@ -148,7 +149,17 @@ pub async fn populate(store: &Store) {
         };
         store.insert_binding(&new, &op).await.unwrap();
         let credentials = Some(sealed("primary", b"expired"));
-        assert!(finish(store, op.operation_id, Outcome::Succeeded { credentials }).await);
+        assert!(
+            finish(
+                store,
+                op.operation_id,
+                Outcome::Succeeded {
+                    credentials,
+                    facts: None
+                }
+            )
+            .await
+        );
         let revocations = store
             .enqueue_revocations(1, Duration::from_secs(3600))
             .await

@@ -34,7 +34,17 @@ async fn bound_until(store: &Store, instance_id: &str, binding_id: &str, offset:
         BindingInsert::Inserted
     );
     let credentials = Some(sealed("primary", b"sealed"));
-    assert!(finish(store, op.operation_id, Outcome::Succeeded { credentials }).await);
+    assert!(
+        finish(
+            store,
+            op.operation_id,
+            Outcome::Succeeded {
+                credentials,
+                facts: None
+            }
+        )
+        .await
+    );
 }
 
 fn past() -> chrono::Duration {

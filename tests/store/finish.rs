@@ -18,6 +18,7 @@ store_tests!(
     unbind_succeeded_tombstones_the_binding,
     unbind_failed_keeps_the_binding,
     a_finish_by_another_owner_changes_nothing,
+    backend_facts_are_kept_from_provision_and_update_and_cleared_by_a_new_provision,
 );
 
 async fn provision_succeeded_or_failed(t: TestStore) {
@@ -215,7 +216,8 @@ async fn bind_succeeded_stores_sealed_credentials(t: TestStore) {
             store,
             bind,
             Outcome::Succeeded {
-                credentials: Some(credentials.clone())
+                credentials: Some(credentials.clone()),
+                facts: None,
             }
         )
         .await
@@ -318,6 +320,7 @@ async fn a_finish_by_another_owner_changes_nothing(t: TestStore) {
     let op = operation(store, bind).await;
     let outcome = Outcome::Succeeded {
         credentials: Some(sealed("k1", b"stolen")),
+        facts: None,
     };
     assert!(
         !store
@@ -328,4 +331,83 @@ async fn a_finish_by_another_owner_changes_nothing(t: TestStore) {
     let found = store.find_binding("b-1").await.unwrap().unwrap();
     assert_eq!(found.state, BindingState::Creating);
     assert_eq!(found.credentials, None);
+}
+
+async fn backend_facts_are_kept_from_provision_and_update_and_cleared_by_a_new_provision(
+    t: TestStore,
+) {
+    let store = &t.store;
+    let with_facts = |facts| Outcome::Succeeded {
+        credentials: None,
+        facts: Some(facts),
+    };
+    let op = provisioning(store, "i-1").await;
+    assert!(finish(store, op, with_facts(json!({"cluster": "c-7"}))).await);
+    let found = store.find_instance("i-1").await.unwrap().unwrap();
+    assert_eq!(found.backend_facts, Some(json!({"cluster": "c-7"})));
+
+    // An update without facts keeps them; one with facts replaces them.
+    let update = |request| {
+        begin_on_instance(
+            store,
+            "i-1",
+            &[InstanceState::Ready],
+            OperationKind::Update,
+            request,
+            None,
+        )
+    };
+    let op = update(json!({"plan_id": "large"})).await.unwrap();
+    assert!(finish(store, op, succeeded()).await);
+    let found = store.find_instance("i-1").await.unwrap().unwrap();
+    assert_eq!(found.backend_facts, Some(json!({"cluster": "c-7"})));
+    let op = update(json!({"plan_id": "small"})).await.unwrap();
+    assert!(finish(store, op, with_facts(json!({"cluster": "c-8"}))).await);
+    let found = store.find_instance("i-1").await.unwrap().unwrap();
+    assert_eq!(found.backend_facts, Some(json!({"cluster": "c-8"})));
+    // A failed update changes nothing, facts included.
+    let op = update(json!({"plan_id": "large"})).await.unwrap();
+    assert!(finish(store, op, failed("no")).await);
+    assert_eq!(
+        store
+            .find_instance("i-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .backend_facts,
+        Some(json!({"cluster": "c-8"}))
+    );
+
+    // An instance deprovisioned and provisioned again under its id starts without facts.
+    let op = begin_on_instance(
+        store,
+        "i-1",
+        &[InstanceState::Ready],
+        OperationKind::Deprovision,
+        json!({}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(finish(store, op, succeeded()).await);
+    let op = provisioning(store, "i-1").await;
+    assert_eq!(
+        store
+            .find_instance("i-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .backend_facts,
+        None
+    );
+    assert!(finish(store, op, succeeded()).await);
+    assert_eq!(
+        store
+            .find_instance("i-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .backend_facts,
+        None
+    );
 }

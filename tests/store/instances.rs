@@ -41,7 +41,7 @@ async fn insert_instance_stores_the_request_and_its_operation(t: TestStore) {
     assert_eq!(found.state, InstanceState::Provisioning);
     assert_eq!(found.active_operation_id, Some(op.operation_id));
     let row = instance_row(store, "i-1").await;
-    assert_eq!(row.context, Some(context));
+    assert_eq!(row.record.context, Some(context));
     assert_eq!(row.deleted_at, None);
     assert!(near(
         row.created_at,

@@ -257,7 +257,10 @@ pub async fn finish(store: &Store, id: Uuid, outcome: Outcome) -> bool {
 }
 
 pub fn succeeded() -> Outcome {
-    Outcome::Succeeded { credentials: None }
+    Outcome::Succeeded {
+        credentials: None,
+        facts: None,
+    }
 }
 
 pub fn failed(description: &str) -> Outcome {
@@ -309,7 +312,17 @@ pub async fn bound(
     credentials: Option<SealedCredentials>,
 ) {
     let op = binding_creating(store, instance_id, binding_id).await;
-    assert!(finish(store, op, Outcome::Succeeded { credentials }).await);
+    assert!(
+        finish(
+            store,
+            op,
+            Outcome::Succeeded {
+                credentials,
+                facts: None
+            }
+        )
+        .await
+    );
     let found = store.find_binding(binding_id).await.unwrap().unwrap();
     assert_eq!(found.state, BindingState::Ready);
 }

@@ -9,7 +9,8 @@ use serde_json::{Map, Value, json};
 
 use super::process::{self, RunError};
 use super::protocol::{
-    Action, base_request, outcome, response_violation, with_binding, with_instance, with_update,
+    Action, Answer, base_request, outcome, response_violation, with_binding, with_instance,
+    with_update,
 };
 use super::settings::AdapterSettings;
 use crate::backends::{BackendError, BindingSpec, Credentials, InstanceSpec, UpdateSpec};
@@ -57,7 +58,7 @@ impl Report {
 
 /// What one call returned: success (with credentials) or the adapter's error, or a
 /// broken rule of the contract.
-type CallResult = Result<Result<Option<Credentials>, BackendError>, String>;
+type CallResult = Result<Result<Answer, BackendError>, String>;
 
 struct Checker<'a> {
     settings: &'a AdapterSettings,
@@ -97,8 +98,10 @@ impl Checker<'_> {
         let (broken, credentials) = match self.call(request).await {
             Err(why) => (Some(why), None),
             Ok(Err(error)) => (Some(format!("answered an error: {error}")), None),
-            Ok(Ok(None)) if is_bind => (Some("returned no credentials".to_owned()), None),
-            Ok(Ok(credentials)) => (None, credentials),
+            Ok(Ok(answer)) if is_bind && answer.credentials.is_none() => {
+                (Some("returned no credentials".to_owned()), None)
+            }
+            Ok(Ok(answer)) => (None, answer.credentials),
         };
         self.report.record(rule, broken);
         credentials
@@ -112,7 +115,7 @@ impl Checker<'_> {
             Ok(Err(BackendError::Unavailable(_))) => {
                 Some("answered a temporary error, which bindery would retry".to_owned())
             }
-            Ok(Err(BackendError::Failed(_))) => None,
+            Ok(Err(BackendError::Failed(_) | BackendError::Rejected(_))) => None,
         };
         self.report.record(rule, broken);
     }
@@ -128,12 +131,20 @@ pub async fn check(settings: &AdapterSettings, secrets: BTreeMap<String, String>
     let instance_id = format!("adapter-check-{}", uuid::Uuid::new_v4());
     let no_parameters = Map::new();
     let plan_settings = Value::Null;
+    // What Kubernetes Service Catalog sends; adapters must accept (and may ignore) it.
+    let context = serde_json::json!({
+        "platform": "kubernetes",
+        "clusterid": "adapter-check-cluster",
+        "namespace": "adapter-check",
+    });
     let instance = InstanceSpec {
         instance_id: &instance_id,
         service_id: "adapter-check-service",
         plan_id: "adapter-check-plan",
         plan_settings: &plan_settings,
         parameters: &no_parameters,
+        context: Some(&context),
+        facts: None,
     };
     let (first_password, second_password) = (password(), password());
     let first_id = format!("{instance_id}-binding-1");

@@ -17,10 +17,12 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use self::process::{RunError, redact};
-use self::protocol::{Action, base_request, outcome, response_violation};
+use self::protocol::{Action, Answer, base_request, outcome, response_violation};
 use self::settings::AdapterSettings;
 use super::common::{invalid_plan_settings, problems};
-use super::{BackendError, BindingSpec, Credentials, InstanceSpec, ServiceBackend, UpdateSpec};
+use super::{
+    BackendError, BindingSpec, Credentials, Facts, InstanceSpec, ServiceBackend, UpdateSpec,
+};
 
 /// The backend kind name in `catalog.yaml`.
 pub const KIND: &str = "exec";
@@ -68,7 +70,7 @@ impl Prepared {
         action: Action,
         request: Map<String, Value>,
         also_secret: &[&str],
-    ) -> Result<Option<Credentials>, BackendError> {
+    ) -> Result<Answer, BackendError> {
         let program = self.settings.command.first().cloned().unwrap_or_default();
         let stdin = serde_json::to_vec(&Value::Object(request))
             .map_err(|e| BackendError::Failed(format!("cannot encode the adapter request: {e}")))?;
@@ -92,7 +94,7 @@ impl Prepared {
         match parsed {
             Ok(response) => {
                 let result = outcome(&response)?;
-                if action == Action::Bind && result.is_none() {
+                if action == Action::Bind && result.credentials.is_none() {
                     tracing::warn!(adapter = %program, action = action.as_str(), "adapter bind returned no credentials");
                     return Err(contract_broken());
                 }
@@ -153,10 +155,10 @@ impl ExecBackend {
         &self,
         action: Action,
         instance: &InstanceSpec<'_>,
-    ) -> Result<(), BackendError> {
+    ) -> Result<Answer, BackendError> {
         let prepared = self.prepare(instance.plan_settings)?;
         let request = protocol::with_instance(prepared.request(action), instance);
-        prepared.call(action, request, &[]).await.map(drop)
+        prepared.call(action, request, &[]).await
     }
 
     /// A backend whose secrets come from `lookup` rather than the environment.
@@ -187,22 +189,26 @@ impl ServiceBackend for ExecBackend {
         check_plan_settings(settings)
     }
 
-    async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {
-        self.instance_action(Action::Provision, instance).await
+    async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<Facts, BackendError> {
+        let answer = self.instance_action(Action::Provision, instance).await?;
+        Ok(answer.facts)
     }
 
-    async fn update(&self, change: &UpdateSpec<'_>) -> Result<(), BackendError> {
+    async fn update(&self, change: &UpdateSpec<'_>) -> Result<Facts, BackendError> {
         let prepared = self.prepare(change.target.plan_settings)?;
         let previous_config = AdapterSettings::parse(change.previous_plan_settings)
             .map(|s| s.config)
             .unwrap_or(Value::Object(Map::new()));
         let request =
             protocol::with_update(prepared.request(Action::Update), change, &previous_config);
-        prepared.call(Action::Update, request, &[]).await.map(drop)
+        let answer = prepared.call(Action::Update, request, &[]).await?;
+        Ok(answer.facts)
     }
 
     async fn deprovision(&self, instance: &InstanceSpec<'_>) -> Result<(), BackendError> {
-        self.instance_action(Action::Deprovision, instance).await
+        self.instance_action(Action::Deprovision, instance)
+            .await
+            .map(drop)
     }
 
     async fn bind(&self, binding: &BindingSpec<'_>) -> Result<Credentials, BackendError> {
@@ -210,8 +216,8 @@ impl ServiceBackend for ExecBackend {
         let password = binding.password.expose_secret();
         let request =
             protocol::with_binding(prepared.request(Action::Bind), binding, Some(password));
-        let credentials = prepared.call(Action::Bind, request, &[password]).await?;
-        Ok(credentials.unwrap_or_default())
+        let answer = prepared.call(Action::Bind, request, &[password]).await?;
+        Ok(answer.credentials.unwrap_or_default())
     }
 
     async fn unbind(&self, binding: &BindingSpec<'_>) -> Result<(), BackendError> {

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use serde_json::{Map, Value, json};
 
-use crate::backends::{BackendError, BindingSpec, Credentials, InstanceSpec, UpdateSpec};
+use crate::backends::{BackendError, BindingSpec, Credentials, Facts, InstanceSpec, UpdateSpec};
 
 /// The contract's name and version, in every request and every response.
 pub const CONTRACT: &str = "bindery.adapter/v1";
@@ -48,13 +48,21 @@ impl Action {
     }
 }
 
+/// The instance as a request carries it; `context` and `facts` only when there are any.
 fn instance_json(instance: &InstanceSpec<'_>) -> Value {
-    json!({
+    let mut entry = json!({
         "id": instance.instance_id,
         "service_id": instance.service_id,
         "plan_id": instance.plan_id,
         "parameters": instance.parameters,
-    })
+    });
+    if let Some(context) = instance.context.filter(|c| c.is_object()) {
+        entry["context"] = context.clone();
+    }
+    if let Some(facts) = instance.facts.filter(|f| f.is_object()) {
+        entry["facts"] = facts.clone();
+    }
+    entry
 }
 
 /// A request without its instance, binding or previous values.
@@ -135,11 +143,20 @@ pub fn response_violation(stdout: &[u8]) -> Result<Value, String> {
     }
 }
 
-/// What a valid response says: success (with credentials, for a bind) or an error
-/// of the adapter's class, as bindery's own error kinds.
-pub fn outcome(response: &Value) -> Result<Option<Credentials>, BackendError> {
+/// What a successful response carries.
+#[derive(Debug, Default, PartialEq)]
+pub struct Answer {
+    /// A bind's credentials.
+    pub credentials: Option<Credentials>,
+    /// A provision's or update's facts about the instance.
+    pub facts: Facts,
+}
+
+/// What a valid response says: success (with credentials, for a bind, and facts, for a
+/// provision or update) or an error of the adapter's class, as bindery's own error kinds.
+pub fn outcome(response: &Value) -> Result<Answer, BackendError> {
     if response["status"] == "ok" {
-        return Ok(response
+        let credentials = response
             .get("credentials")
             .and_then(Value::as_object)
             .map(|c| {
@@ -148,16 +165,20 @@ pub fn outcome(response: &Value) -> Result<Option<Credentials>, BackendError> {
                         .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
                         .collect(),
                 )
-            }));
+            });
+        let facts = response.get("facts").and_then(Value::as_object).cloned();
+        return Ok(Answer { credentials, facts });
     }
     let description = response["error"]["description"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
     Err(match response["error"]["class"].as_str() {
-        // A user's mistake fails the operation with the adapter's description, which
-        // is written for the platform's user; only a temporary error is retried.
+        // Only a temporary error is retried. A user's mistake is a 400 when the
+        // platform waits for the answer, else the failed operation's description (it
+        // is written for the platform's user).
         Some("temporary") => BackendError::Unavailable(description),
+        Some("user") => BackendError::Rejected(description),
         _ => BackendError::Failed(description),
     })
 }
@@ -169,7 +190,15 @@ mod tests {
     #[test]
     fn responses_map_onto_backend_errors() {
         let ok = response_violation(br#"{"contract":"bindery.adapter/v1","status":"ok"}"#).unwrap();
-        assert_eq!(outcome(&ok), Ok(None));
+        assert_eq!(outcome(&ok), Ok(Answer::default()));
+        let facts = response_violation(
+            br#"{"contract":"bindery.adapter/v1","status":"ok","facts":{"cluster":"c-7"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            outcome(&facts).unwrap().facts,
+            json!({"cluster": "c-7"}).as_object().cloned()
+        );
         let temporary = response_violation(
             br#"{"contract":"bindery.adapter/v1","status":"error","error":{"class":"temporary","description":"busy"}}"#,
         )
@@ -179,7 +208,16 @@ mod tests {
             Err(BackendError::Unavailable("busy".into()))
         );
         let user = json!({"status":"error","error":{"class":"user","description":"bad size"}});
-        assert_eq!(outcome(&user), Err(BackendError::Failed("bad size".into())));
+        assert_eq!(
+            outcome(&user),
+            Err(BackendError::Rejected("bad size".into()))
+        );
+        let permanent =
+            json!({"status":"error","error":{"class":"permanent","description":"gone"}});
+        assert_eq!(
+            outcome(&permanent),
+            Err(BackendError::Failed("gone".into()))
+        );
     }
 
     fn request_validator() -> jsonschema::Validator {
@@ -191,12 +229,21 @@ mod tests {
         let validator = request_validator();
         let settings = json!({"command": "/bin/true"});
         let parameters = json!({"size": 3}).as_object().unwrap().clone();
+        let context = json!({"platform": "kubernetes", "namespace": "apps"});
+        let facts = json!({"cluster": "c-7"});
         let instance = InstanceSpec {
             instance_id: "i-1",
             service_id: "s",
             plan_id: "p",
             plan_settings: &settings,
             parameters: &parameters,
+            context: Some(&context),
+            facts: Some(&facts),
+        };
+        let bare = InstanceSpec {
+            context: None,
+            facts: None,
+            ..instance
         };
         let password = secrecy::SecretString::from("a".repeat(32));
         let binding = BindingSpec {
@@ -215,6 +262,7 @@ mod tests {
         let base = |action| base_request(action, &config, &secrets);
         let requests = [
             base(Action::Health),
+            with_instance(base(Action::Provision), &bare),
             with_instance(base(Action::Provision), &instance),
             with_instance(base(Action::Deprovision), &instance),
             with_update(base(Action::Update), &change, &config),

@@ -27,7 +27,7 @@ impl PgStore {
                      space_guid = excluded.space_guid, context = excluded.context, \
                      dashboard_url = excluded.dashboard_url, state = 'provisioning', \
                      maintenance_version = excluded.maintenance_version, \
-                     backend_kind = excluded.backend_kind, \
+                     backend_kind = excluded.backend_kind, backend_facts = null, \
                      active_operation_id = excluded.active_operation_id, \
                      created_at = now(), updated_at = now(), deleted_at = null \
                  where service_instance.deleted_at is not null \

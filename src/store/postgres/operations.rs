@@ -196,13 +196,19 @@ impl PgStore {
         token: Option<Uuid>,
         outcome: &Outcome,
     ) -> Result<bool, sqlx::Error> {
-        let (state, description, sealed) = match outcome {
-            Outcome::Succeeded { credentials } => {
-                (OperationState::Succeeded, None, credentials.as_ref())
-            }
-            Outcome::Failed { description } => {
-                (OperationState::Failed, Some(description.as_str()), None)
-            }
+        let (state, description, sealed, facts) = match outcome {
+            Outcome::Succeeded { credentials, facts } => (
+                OperationState::Succeeded,
+                None,
+                credentials.as_ref(),
+                facts.as_ref(),
+            ),
+            Outcome::Failed { description } => (
+                OperationState::Failed,
+                Some(description.as_str()),
+                None,
+                None,
+            ),
         };
         let succeeded = state == OperationState::Succeeded;
         let finished: i64 = sqlx::query_scalar(effect_statement(op.kind, succeeded))
@@ -215,6 +221,7 @@ impl PgStore {
             .bind(&op.request)
             .bind(sealed.map(|s| s.ciphertext.as_slice()))
             .bind(sealed.map(|s| s.key_label.as_str()))
+            .bind(facts)
             .fetch_one(&self.pool)
             .await?;
         Ok(finished == 1)
@@ -223,7 +230,8 @@ impl PgStore {
 
 /// The outcome statement: `$1` operation id, `$2` lease token (null: whoever holds
 /// it), `$3` state, `$4` description, `$5` instance id, `$6` binding id, `$7` the
-/// operation's request, `$8`/`$9` sealed credentials and key label (sqlx declares
+/// operation's request, `$8`/`$9` sealed credentials and key label, `$10` the backend's
+/// facts about the instance (sqlx declares
 /// every parameter's type, so an effect may leave some unused). It answers how many
 /// operations it finished (0 or 1). The effect runs only when this statement finished
 /// the operation, and only on a row that still points at the operation, so a stale
@@ -291,13 +299,16 @@ macro_rules! revokes_moot {
 /// What a finished operation does to its instance or binding.
 fn effect_statement(kind: OperationKind, succeeded: bool) -> &'static str {
     match (kind, succeeded) {
-        (OperationKind::Provision, true) => finish_with!(on_instance!("state = 'ready'")),
+        (OperationKind::Provision, true) => {
+            finish_with!(on_instance!("state = 'ready', backend_facts = $10"))
+        }
         (OperationKind::Provision, false) => finish_with!(on_instance!("state = 'failed'")),
         (OperationKind::Update, true) => finish_with!(on_instance!(
             "plan_id = coalesce($7->>'plan_id', plan_id), \
              parameters = coalesce($7->'parameters', parameters), \
              maintenance_version = case when $7 ? 'maintenance_version' \
-                 then $7->>'maintenance_version' else maintenance_version end"
+                 then $7->>'maintenance_version' else maintenance_version end, \
+             backend_facts = coalesce($10, backend_facts)"
         )),
         (OperationKind::Update | OperationKind::Deprovision, false) => {
             finish_with!(on_instance!("state = state"))

@@ -25,7 +25,7 @@ impl SqliteStore {
                  space_guid = excluded.space_guid, context = excluded.context, \
                  dashboard_url = excluded.dashboard_url, state = 'provisioning', \
                  maintenance_version = excluded.maintenance_version, \
-                 backend_kind = excluded.backend_kind, \
+                 backend_kind = excluded.backend_kind, backend_facts = null, \
                  active_operation_id = excluded.active_operation_id, \
                  created_at = excluded.created_at, updated_at = excluded.updated_at, \
                  deleted_at = null \

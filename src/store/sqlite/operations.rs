@@ -308,12 +308,16 @@ async fn apply_effect(
     let succeeded = matches!(outcome, Outcome::Succeeded { .. });
     match (op.kind, succeeded) {
         (OperationKind::Provision, true) => {
+            record_facts(tx, op, outcome).await?;
             release_target(tx, op, now, "state = 'ready'").await?;
         }
         (OperationKind::Provision, false) => {
             release_target(tx, op, now, "state = 'failed'").await?;
         }
-        (OperationKind::Update, true) => UpdateRequest::of(&op.request).apply(tx, op, now).await?,
+        (OperationKind::Update, true) => {
+            record_facts(tx, op, outcome).await?;
+            UpdateRequest::of(&op.request).apply(tx, op, now).await?;
+        }
         (OperationKind::Update, false) | (OperationKind::Deprovision, false) => {
             release_target(tx, op, now, "state = state").await?;
         }
@@ -333,7 +337,7 @@ async fn apply_effect(
         }
         (OperationKind::Bind, true) => {
             let sealed = match outcome {
-                Outcome::Succeeded { credentials } => credentials.as_ref(),
+                Outcome::Succeeded { credentials, .. } => credentials.as_ref(),
                 Outcome::Failed { .. } => None,
             };
             sqlx::query(
@@ -467,6 +471,32 @@ fn json_text(value: &Value) -> Option<String> {
 /// The effect on the operation's instance (or binding, for a bind or unbind): sets
 /// `set`, one of the fixed assignments above (never input; `?3` in it is `now`), and
 /// clears the active operation, on a row that still points at the operation.
+/// Keeps the facts a provision or update returned; an update without any keeps the
+/// instance's earlier ones. Runs before the effect that releases the instance, while it
+/// still points at the operation (so that stale facts never land).
+async fn record_facts(
+    tx: &mut Transaction<'_, Sqlite>,
+    op: &OperationRecord,
+    outcome: &Outcome,
+) -> Result<(), sqlx::Error> {
+    let Outcome::Succeeded {
+        facts: Some(facts), ..
+    } = outcome
+    else {
+        return Ok(());
+    };
+    sqlx::query(
+        "update service_instance set backend_facts = ?2 \
+         where instance_id = ?1 and active_operation_id = ?3",
+    )
+    .bind(&op.instance_id)
+    .bind(json(facts))
+    .bind(id(op.operation_id))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 async fn release_target(
     tx: &mut Transaction<'_, Sqlite>,
     op: &OperationRecord,
