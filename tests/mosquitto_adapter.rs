@@ -2,7 +2,8 @@
 //! Mosquitto with the dynamic-security plugin, started by the test on its own port with
 //! its own configuration in a temporary directory (the machine's shared Mosquitto is
 //! never touched), driven through bindery's `exec` backend and checked with the real
-//! clients mosquitto_pub and mosquitto_sub.
+//! clients mosquitto_pub and mosquitto_sub. The adapter finds a recording wrapper
+//! first in its PATH, which shows that no password is on mosquitto_ctrl's command line.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output};
@@ -19,7 +20,7 @@ const ADMIN_PASSWORD: &str = "private-mosquitto-admin-9c41";
 struct PrivateMosquitto {
     child: Child,
     port: u16,
-    _dir: PathBuf,
+    dir: PathBuf,
 }
 
 impl PrivateMosquitto {
@@ -71,20 +72,56 @@ impl PrivateMosquitto {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
+        // The wrapper records each call's arguments, its options file's mode and where
+        // that file was, then runs the real mosquitto_ctrl.
+        let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .map(|d| d.join("mosquitto_ctrl"))
+            .find(|p| p.exists())
+            .unwrap();
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let wrapper = format!(
+            "#!/bin/sh\n{{ printf 'argv %s\\n' \"$*\"; printf 'options %s %s\\n' \
+             \"$(stat -c %a \"$XDG_CONFIG_HOME/mosquitto_ctrl\")\" \"$XDG_CONFIG_HOME\"; }} \
+             >> \"{}\"\nexec \"{}\" \"$@\"\n",
+            dir.join("mosquitto_ctrl.log").display(),
+            real.display()
+        );
+        std::fs::write(bin.join("mosquitto_ctrl"), wrapper).unwrap();
+        let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        std::fs::set_permissions(bin.join("mosquitto_ctrl"), executable).unwrap();
+        Self { child, port, dir }
     }
 
     fn settings(&self) -> Value {
+        let path = format!(
+            "{}:/usr/local/bin:/usr/bin:/bin",
+            self.dir.join("bin").display()
+        );
         json!({
             "command": [ADAPTER],
+            "environment": {"PATH": path},
             "secrets": {"admin_password": "MQTT_ADMIN_PASSWORD"},
             "timeout_seconds": 30,
             "config": {"port": self.port},
         })
+    }
+
+    /// What the wrapper recorded: no password on any command line, every options file
+    /// of mode 0600 and removed since.
+    fn assert_no_password_on_command_lines(&self, passwords: &[&str]) {
+        let log = std::fs::read_to_string(self.dir.join("mosquitto_ctrl.log")).unwrap();
+        assert!(log.lines().filter(|l| l.starts_with("argv ")).count() > 10);
+        for line in log.lines() {
+            for password in passwords {
+                assert!(!line.contains(password), "a password on a command line");
+            }
+            if let Some(options) = line.strip_prefix("options ") {
+                let (mode, home) = options.split_once(' ').unwrap();
+                assert_eq!(mode, "600", "{line}");
+                assert!(!PathBuf::from(home).exists(), "{home} was left behind");
+            }
+        }
     }
 }
 
@@ -154,6 +191,8 @@ async fn bindings_talk_under_their_prefix_only_and_are_refused_after_unbind() {
         plan_id: "mqtt-shared",
         plan_settings: &settings,
         parameters: &none,
+        context: None,
+        facts: None,
     };
     let (a, b) = (instance("instance-a"), instance("instance-b"));
     backend().provision(&a).await.unwrap();
@@ -250,6 +289,12 @@ async fn bindings_talk_under_their_prefix_only_and_are_refused_after_unbind() {
         &["-t", &format!("{prefix_b}t"), "-m", "x"],
     );
     assert!(!refused.status.success(), "{refused:?}");
+    server.assert_no_password_on_command_lines(&[
+        ADMIN_PASSWORD,
+        &ca.0["password"],
+        &cr.0["password"],
+        &cb.0["password"],
+    ]);
 }
 
 #[test]

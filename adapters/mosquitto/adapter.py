@@ -12,11 +12,16 @@ settings (the plan's backend.settings.config):
   topic_root              first level of every prefix (default "bindery")
   credentials_host        host handed to applications (default: host)
 secrets: admin_password   the admin's password
+
+No password is ever on mosquitto_ctrl's command line (where the process list shows it):
+see Dynsec.
 """
 import hashlib
 import json
+import os
 import subprocess
 import sys
+import tempfile
 
 CONTRACT = "bindery.adapter/v1"
 
@@ -35,21 +40,39 @@ def digest(text, length):
 
 
 class Dynsec:
-    def __init__(self, settings, secrets):
-        self.base = [
-            "mosquitto_ctrl", "-h", str(settings.get("host", "127.0.0.1")),
-            "-p", str(settings.get("port", 1883)),
-            "-u", str(settings.get("admin_username", "admin")),
-            "-P", secrets.get("admin_password", ""), "dynsec",
-        ]
+    """Runs mosquitto_ctrl dynsec with no password on its command line: the connection
+    options, admin password included, go in a private options file that mosquitto_ctrl
+    reads ($XDG_CONFIG_HOME/mosquitto_ctrl, mode 0600, in a temporary directory of its
+    own that is removed after the call), and a client's new password goes on its stdin."""
 
-    def run(self, *args, tolerate=()):
-        """Runs one dynsec command; output that names a tolerated condition (such as
-        "already exists" on a create) counts as success, so every action is idempotent."""
-        try:
-            done = subprocess.run(self.base + list(args), capture_output=True, text=True, timeout=20)
-        except subprocess.TimeoutExpired:
-            error("temporary", "The MQTT broker did not answer in time; retrying.")
+    def __init__(self, settings, secrets):
+        options = [("-h", "host", settings.get("host", "127.0.0.1")),
+                   ("-p", "port", settings.get("port", 1883)),
+                   ("-u", "admin_username", settings.get("admin_username", "admin")),
+                   ("-P", "secret admin_password", secrets.get("admin_password", ""))]
+        for _, name, value in options:
+            # The options file has one "-option value" a line, split at white space.
+            if not str(value) or any(c.isspace() for c in str(value)):
+                error("permanent", f"The adapter's {name} is empty or contains white space, "
+                                   "which mosquitto_ctrl's options file cannot carry.")
+        self.options = "".join(f"{option} {value}\n" for option, _, value in options)
+
+    def run(self, *args, password=None, tolerate=()):
+        """Runs one dynsec command (password: the new password it asks for); output that
+        names a tolerated condition (such as "already exists" on a create) counts as
+        success, so every action is idempotent."""
+        with tempfile.TemporaryDirectory(prefix="bindery-mosquitto-") as home:
+            path = os.path.join(home, "mosquitto_ctrl")
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+                f.write(self.options)
+            try:
+                done = subprocess.run(
+                    ["mosquitto_ctrl", "dynsec", *args], capture_output=True, text=True,
+                    timeout=20, env=dict(os.environ, XDG_CONFIG_HOME=home),
+                    # Asked twice (new, then again); an empty stdin leaves nothing to read.
+                    input=f"{password}\n{password}\n" if password is not None else "")
+            except subprocess.TimeoutExpired:
+                error("temporary", "The MQTT broker did not answer in time; retrying.")
         # mosquitto_ctrl warns about unencrypted connections on every call and exits 0
         # even when it could not connect: only its words tell failure from success.
         output = "\n".join(line for line in (done.stdout + done.stderr).splitlines()
@@ -61,8 +84,8 @@ class Dynsec:
             return output
         if "onnection refused" in output or "Unable to connect" in output or "timed out" in output:
             error("temporary", "The MQTT broker is unreachable; retrying.")
-        # The admin password is in the command line, never in the output; still, say
-        # only which command failed.
+        # No password is in the output (only prompts naming the client); still, say only
+        # which command failed.
         print(f"mosquitto_ctrl dynsec {args[0]} failed: {output}", file=sys.stderr)
         error("permanent", f"The MQTT broker refused {args[0]}; contact the broker operator.")
 
@@ -98,10 +121,12 @@ def bind(ctl, settings, instance, binding):
     tag, prefix, rw, ro = names(settings, instance["id"])
     user = f"b-{tag}-{digest(binding['id'], 16)}"
     password = binding["password"]
+    if not password or "\n" in password or "\r" in password:
+        error("permanent", "The binding's password must be one line.")
     read_only = binding.get("parameters", {}).get("read_only", False) is True
-    created = ctl.run("createClient", user, "-p", password, tolerate=("already exists",))
+    created = ctl.run("createClient", user, password=password, tolerate=("already exists",))
     if "already exists" in created:
-        ctl.run("setClientPassword", user, password)
+        ctl.run("setClientPassword", user, password=password)
     wanted, unwanted = (ro, rw) if read_only else (rw, ro)
     # Mosquitto 2.0 answers "Internal error" to adding a role a client holds already.
     held = ctl.run("getClient", user)
