@@ -107,7 +107,7 @@ async fn a_good_adapter_runs_the_whole_lifecycle() {
     );
     backend.deprovision(&inst).await.unwrap();
     backend.deprovision(&inst).await.unwrap();
-    backend.health(&settings).await.unwrap();
+    backend.health(&settings).await.unwrap().unwrap();
 }
 
 #[tokio::test]

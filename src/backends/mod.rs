@@ -156,6 +156,13 @@ pub trait ServiceBackend: Send + Sync + fmt::Debug {
         None
     }
 
+    /// Whether the managed service behind a plan answers, for backends that can say
+    /// cheaply (an adapter's `health` action); `None`: this backend has no such check.
+    /// Run by the worker in the background, never on a request's path.
+    async fn health(&self, _plan_settings: &Value) -> Option<Result<(), BackendError>> {
+        None
+    }
+
     /// Creates whatever the instance needs, and says what to keep about it. Idempotent.
     async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<Facts, BackendError>;
 

@@ -5,11 +5,12 @@
 //! [`Worker::run_until_stopped`] loops over it with a bound on concurrent operations,
 //! wakes early when this process enqueues work, and on shutdown stops claiming, lets
 //! running operations finish within a grace period, and releases the leases of the rest.
-//! Beside it runs the sweep that enqueues the revocation of expired bindings
-//! ([`expiry`]).
+//! Beside it run the sweep that enqueues the revocation of expired bindings
+//! ([`expiry`]) and the backends' health checks ([`health`]).
 
 pub mod execute;
 pub mod expiry;
+pub mod health;
 pub mod liveness;
 
 use std::sync::Arc;
@@ -132,6 +133,7 @@ impl Worker {
         // (operation id, lease token) of every operation running here.
         let running: Arc<std::sync::Mutex<Vec<(uuid::Uuid, uuid::Uuid)>>> = Arc::default();
         let sweeper = tokio::spawn(expiry::sweep_until_stopped(self.clone(), stop.clone()));
+        let health = tokio::spawn(health::check_until_stopped(self.clone(), stop.clone()));
         loop {
             let permit = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -188,6 +190,7 @@ impl Worker {
         }
         // Stops at once with `stop`; it holds nothing to release.
         let _ = sweeper.await;
+        let _ = health.await;
         tasks.close();
         if tokio::time::timeout(self.options.shutdown_grace, tasks.wait())
             .await

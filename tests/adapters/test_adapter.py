@@ -76,6 +76,8 @@ def main():
         print(json.dumps(sorted(os.environ)), file=sys.stderr)
 
     if action == "health":
+        if mode == "unhealthy":
+            error("temporary", "the test service is down")
         reply(status="ok")
     instance = request.get("instance")
     if not isinstance(instance, dict) or not instance.get("id"):

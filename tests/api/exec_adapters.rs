@@ -204,3 +204,38 @@ fn sha256_hex(text: &str) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
+
+#[tokio::test]
+async fn the_worker_checks_adapter_health_and_exports_it_per_plan() {
+    for (mode, healthy) in [("good", true), ("unhealthy", false)] {
+        let (app, dir) = spawn(mode).await;
+        let checked = app.worker.check_backend_health().await;
+        assert_eq!(checked.len(), 1, "{checked:?}");
+        assert_eq!(
+            (checked[0].service.as_str(), checked[0].plan.as_str()),
+            ("exec-test", "default")
+        );
+        assert_eq!(checked[0].problem.is_none(), healthy, "{checked:?}");
+        if !healthy {
+            assert_eq!(
+                checked[0].problem.as_deref(),
+                Some("the test service is down")
+            );
+        }
+        let calls = std::fs::read_to_string(dir.join("calls.log")).unwrap();
+        assert!(calls.lines().any(|l| l == "health"), "{calls}");
+        let metrics = app
+            .send_with(reqwest::Method::GET, "/metrics", None, &[], false)
+            .await
+            .raw;
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("bindery_backend_healthy{"))
+            .unwrap_or_else(|| panic!("no gauge in {metrics}"));
+        assert!(
+            line.contains("service=\"exec-test\"") && line.contains("plan=\"default\""),
+            "{line}"
+        );
+        assert!(line.ends_with(if healthy { " 1" } else { " 0" }), "{line}");
+    }
+}

@@ -176,7 +176,7 @@ impl ExecBackend {
     }
 
     /// Asks the adapter of a plan whether its service is reachable.
-    pub async fn health(&self, settings: &Value) -> Result<(), BackendError> {
+    async fn adapter_health(&self, settings: &Value) -> Result<(), BackendError> {
         let prepared = self.prepare(settings)?;
         let request = prepared.request(Action::Health);
         prepared.call(Action::Health, request, &[]).await.map(drop)
@@ -187,6 +187,10 @@ impl ExecBackend {
 impl ServiceBackend for ExecBackend {
     fn check_plan_settings(&self, settings: &Value) -> Vec<String> {
         check_plan_settings(settings)
+    }
+
+    async fn health(&self, plan_settings: &Value) -> Option<Result<(), BackendError>> {
+        Some(self.adapter_health(plan_settings).await)
     }
 
     async fn provision(&self, instance: &InstanceSpec<'_>) -> Result<Facts, BackendError> {
