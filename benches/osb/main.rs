@@ -11,6 +11,12 @@
 //! the worker. Running it as a separate process lets the driver read bindery's own CPU
 //! time and peak RSS from `/proc`, apart from the load generator's.
 //!
+//! Beside it, at the first level, the binary runs once more as the reference
+//! (`BINDERY_BENCH_ROLE=reference`, `reference.rs`): a minimal axum server doing only
+//! what every OSB request must (credentials, version header, a fixed catalog, one
+//! SELECT per poll, one INSERT per change). The compared workloads run against both,
+//! the order alternating over rounds, and are reported as ratios to the reference.
+//!
 //! The driver runs every workload twice: closed loop (a fixed number of connections,
 //! each sending its next request when the previous one is answered) and open loop (a
 //! fixed timetable of send times; latency is measured from the scheduled time, so a
@@ -25,6 +31,7 @@ mod load;
 mod options;
 mod process;
 mod procfs;
+mod reference;
 mod server;
 mod stats;
 mod workload;
@@ -33,7 +40,8 @@ use std::process::ExitCode;
 
 use options::{Options, USAGE};
 
-/// Set to `server` in the environment of the process the driver starts as bindery.
+/// Set to `server` in the environment of the process the driver starts as bindery, to
+/// `reference` in that of the reference server.
 const ROLE_VAR: &str = "BINDERY_BENCH_ROLE";
 /// The line on which the server process tells the driver its port.
 const PORT_LINE: &str = "BINDERY_BENCH_PORT ";
@@ -44,8 +52,10 @@ const KEY: &str = "bench:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const CATALOG: &str = include_str!("../../catalog.yaml");
 
 fn main() -> ExitCode {
-    if std::env::var(ROLE_VAR).as_deref() == Ok("server") {
-        return server::main();
+    match std::env::var(ROLE_VAR).as_deref() {
+        Ok("server") => return serve_role("bindery", server::serve()),
+        Ok("reference") => return serve_role("reference", reference::serve()),
+        _ => {}
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
@@ -72,6 +82,22 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("osb: FAILED: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a server role on the runtime `#[tokio::main]` builds in bindery's binary, so
+/// both servers run on the same one.
+fn serve_role(name: &str, serve: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(serve) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name} (bench server): {e:#}");
             ExitCode::FAILURE
         }
     }

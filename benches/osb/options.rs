@@ -20,7 +20,7 @@ pub(crate) const WORKLOADS: &[&str] = &[
 
 pub(crate) const USAGE: &str =
     "usage: cargo bench --bench osb -- [--quick] [--scale N[,N...]] [--base N] \
-[--connections C] [--seconds S] [--burst N] [--log FILTER] [--out FILE]
+[--connections C] [--seconds S] [--burst N] [--log FILTER] [--out FILE] [--rounds N]
   --quick          1 s per run and a 2,000-operation burst (default: 3 s, 10,000)
   --scale N,...    after the base level, repeat every workload with N instances stored
   --base N         instances stored at the first level (default 1000)
@@ -34,6 +34,8 @@ pub(crate) const USAGE: &str =
   --sslmode MODE   sslmode of bindery's DATABASE_URL (default: none given = prefer)
   --pg-set N=V     ALTER DATABASE <bench db> SET N = V before the server starts
                    (an experiment, e.g. synchronous_commit=off; reported)
+  --rounds N       rounds of the side-by-side comparison with the reference server
+                   at the first level, the order alternating (default 3; 0: none)
 Environment: BINDERY_BENCH_DATABASE_SERVER (default postgres://postgres@127.0.0.1:5432);
 other BINDERY_* variables reach the server (e.g. BINDERY_DATABASE_MAX_CONNECTIONS).";
 
@@ -51,6 +53,8 @@ pub(crate) struct Options {
     pub(crate) only: Option<Vec<String>>,
     pub(crate) pg_set: Vec<(String, String)>,
     pub(crate) sslmode: Option<String>,
+    /// Rounds of the comparison with the reference (0: no reference).
+    pub(crate) rounds: usize,
 }
 
 impl Options {
@@ -67,6 +71,7 @@ impl Options {
             only: None,
             pg_set: Vec::new(),
             sslmode: None,
+            rounds: 3,
             server_url: std::env::var("BINDERY_BENCH_DATABASE_SERVER")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned()),
         };
@@ -103,6 +108,7 @@ impl Options {
                     o.only = Some(names);
                 }
                 "--sslmode" => o.sslmode = Some(value("--sslmode")?),
+                "--rounds" => o.rounds = value("--rounds")?.parse()?,
                 "--pg-set" => {
                     let setting = value("--pg-set")?;
                     let (name, v) = setting

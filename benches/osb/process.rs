@@ -1,4 +1,5 @@
-//! The bindery process under test, as the driver starts, watches and stops it.
+//! The server processes, bindery under test and the reference, as the driver starts,
+//! watches and stops them.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use anyhow::{Context as _, bail};
 
 use crate::{PORT_LINE, ROLE_VAR};
 
-/// The bindery process under test.
+/// A server process: bindery under test, or the reference.
 pub(crate) struct Server {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -20,7 +21,10 @@ pub(crate) struct Server {
 }
 
 impl Server {
+    /// Starts this binary as `role` (`server`: bindery; `reference`) and waits until
+    /// its `/readyz` answers 200.
     pub(crate) async fn start(
+        role: &'static str,
         env: Vec<(&'static str, String)>,
         log: PathBuf,
     ) -> anyhow::Result<Self> {
@@ -29,7 +33,7 @@ impl Server {
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let started = Instant::now();
         let mut child = Command::new(exe)
-            .env(ROLE_VAR, "server")
+            .env(ROLE_VAR, role)
             .envs(env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -2,7 +2,6 @@
 //! driver starts this binary again with `BINDERY_BENCH_ROLE=server` to get it.
 
 use std::io::{Read as _, Write as _};
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -51,22 +50,7 @@ impl ServiceBackend for NoopBackend {
     }
 }
 
-pub(crate) fn main() -> ExitCode {
-    // The same runtime as `#[tokio::main]` in bindery's binary.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    match runtime.block_on(serve()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bindery (bench server): {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn serve() -> anyhow::Result<()> {
+pub(crate) async fn serve() -> anyhow::Result<()> {
     let settings = Settings::load(None)?;
     init_logging(&settings.log.filter, &settings.log.format);
     let mut registry = BackendRegistry::new();

@@ -16,6 +16,9 @@ pub(crate) enum Kind {
     Provision,
     ProvisionAsync,
     LastOperation,
+    /// last_operation without the `operation` token (a platform that lost it, e.g.
+    /// after a restart): the instance's newest operation.
+    LastOperationLatest,
     Bind,
     Unbind,
     Deprovision,
@@ -29,6 +32,7 @@ impl Kind {
             Kind::Provision => "provision (sync, 201)",
             Kind::ProvisionAsync => "provision (async, 202)",
             Kind::LastOperation => "last_operation",
+            Kind::LastOperationLatest => "last_operation without `operation`",
             Kind::Bind => "bind",
             Kind::Unbind => "unbind",
             Kind::Deprovision => "deprovision",
@@ -123,7 +127,8 @@ pub(crate) async fn run_unit(
             rec.lat.push(micros(start));
             rec.ops.push((id, operation_of(&body)?));
         }
-        Kind::LastOperation => last_operation(ctx, input, k, start, rec).await?,
+        Kind::LastOperation => last_operation(ctx, input, k, true, start, rec).await?,
+        Kind::LastOperationLatest => last_operation(ctx, input, k, false, start, rec).await?,
         Kind::Bind => bind(ctx, input, k, start, rec).await?,
         Kind::Unbind => return unbind(ctx, input, k, start, rec).await,
         Kind::Deprovision => return deprovision(ctx, input, k, start, rec).await,
@@ -161,10 +166,13 @@ async fn provision_async(ctx: &Ctx, id: &str) -> Result<String, String> {
     .await
 }
 
+/// A poll of one of the asynchronously provisioned instances, with the operation token
+/// of its 202 when `token`.
 async fn last_operation(
     ctx: &Ctx,
     input: &Input,
     k: usize,
+    token: bool,
     start: Instant,
     rec: &mut Rec,
 ) -> Result<(), String> {
@@ -172,7 +180,11 @@ async fn last_operation(
         return Err("no asynchronously provisioned instance to poll".to_owned());
     }
     let (id, op) = &input.ops[k % input.ops.len()];
-    let path = format!("/v2/service_instances/{id}/last_operation?operation={op}");
+    let path = if token {
+        format!("/v2/service_instances/{id}/last_operation?operation={op}")
+    } else {
+        format!("/v2/service_instances/{id}/last_operation")
+    };
     ctx.call(Method::GET, &path, None, StatusCode::OK, false)
         .await?;
     rec.lat.push(micros(start));

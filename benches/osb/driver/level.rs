@@ -17,11 +17,11 @@ use crate::workload::{Input, Kind, Rec};
 /// The ids a level's workloads create and later ones use, and the creation rates that
 /// size what the consuming workloads prepare.
 #[derive(Default)]
-struct Made {
+pub(super) struct Made {
     /// Synchronously provisioned instances: feed bind and deprovision.
-    ready: Vec<String>,
+    pub(super) ready: Vec<String>,
     /// Asynchronously provisioned instances and their operations: polled.
-    ops: Vec<(String, String)>,
+    pub(super) ops: Vec<(String, String)>,
     /// (instance, binding): feed unbind.
     bindings: Vec<(String, String)>,
     provision_rate: Option<f64>,
@@ -51,7 +51,13 @@ impl Bench {
         ));
         let mut rows = Vec::new();
         self.warm_up(&ctx).await?;
-        self.run_workloads(&ctx, stored, &mut rows).await?;
+        let mut made = Made::default();
+        self.run_workloads(&ctx, stored, &mut rows, &mut made)
+            .await?;
+        // The side-by-side comparison with the reference: at the first level only.
+        if self.levels.is_empty() && self.options.rounds > 0 {
+            self.compare(&ctx, &mut made).await?;
+        }
         let failed: i64 =
             sqlx::query_scalar("select count(*) from operation where state = 'failed'")
                 .fetch_one(self.db())
@@ -69,7 +75,7 @@ impl Bench {
         })
     }
 
-    fn closed(&self) -> Mode {
+    pub(super) fn closed(&self) -> Mode {
         Mode::Closed {
             connections: self.options.connections,
         }
@@ -98,8 +104,8 @@ impl Bench {
         ctx: &Arc<Ctx>,
         stored: u64,
         rows: &mut Vec<Row>,
+        made: &mut Made,
     ) -> anyhow::Result<()> {
-        let mut made = Made::default();
         if self.selected("catalog") {
             self.closed_then_open(ctx, stored, Kind::Catalog, Input::default, rows)
                 .await?;
@@ -128,11 +134,11 @@ impl Bench {
             made.ops.extend(rec.ops);
         }
         if self.selected("last_operation") {
-            self.last_operation(ctx, stored, &mut made, rows).await?;
+            self.last_operation(ctx, stored, made, rows).await?;
         }
-        self.bind_and_unbind(ctx, stored, &mut made, rows).await?;
+        self.bind_and_unbind(ctx, stored, made, rows).await?;
         if self.selected("deprovision") {
-            self.deprovision(ctx, stored, &mut made, rows).await?;
+            self.deprovision(ctx, stored, made, rows).await?;
         }
         // The lifecycle: provision (async) → poll → bind → unbind → deprovision.
         if self.selected("lifecycle") {
@@ -217,6 +223,21 @@ impl Bench {
         made: &mut Made,
         rows: &mut Vec<Row>,
     ) -> anyhow::Result<()> {
+        self.ensure_ops(ctx, made).await?;
+        let input = || Input {
+            ops: made.ops.clone(),
+            ..Input::default()
+        };
+        self.closed_then_open(ctx, stored, Kind::LastOperation, input, rows)
+            .await?;
+        self.closed_then_open(ctx, stored, Kind::LastOperationLatest, input, rows)
+            .await?;
+        Ok(())
+    }
+
+    /// Instances provisioned asynchronously, to poll: 2,000 made now when the level's
+    /// workloads made none.
+    pub(super) async fn ensure_ops(&self, ctx: &Arc<Ctx>, made: &mut Made) -> anyhow::Result<()> {
         if made.ops.is_empty() {
             made.ops = self
                 .prepare(ctx, Kind::ProvisionAsync, Input::default(), 2_000)
@@ -224,12 +245,6 @@ impl Bench {
                 .ops;
             self.wait_drained(Duration::from_secs(300)).await?;
         }
-        let input = || Input {
-            ops: made.ops.clone(),
-            ..Input::default()
-        };
-        self.closed_then_open(ctx, stored, Kind::LastOperation, input, rows)
-            .await?;
         Ok(())
     }
 
@@ -301,7 +316,7 @@ impl Bench {
             .await
     }
 
-    fn selected(&self, workload: &str) -> bool {
+    pub(super) fn selected(&self, workload: &str) -> bool {
         self.options
             .only
             .as_ref()

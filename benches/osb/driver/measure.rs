@@ -87,24 +87,32 @@ pub(super) struct Level {
 }
 
 impl Bench {
-    async fn postgres_pids(&self) -> Vec<i32> {
+    /// The PostgreSQL backends of the bench database with this `application_name`.
+    async fn postgres_pids(&self, application: &str) -> Vec<i32> {
         sqlx::query_scalar(
-            "select pid from pg_stat_activity where datname = $1 and application_name = 'bindery'",
+            "select pid from pg_stat_activity where datname = $1 and application_name = $2",
         )
         .bind(&self.database)
+        .bind(application)
         .fetch_all(self.db())
         .await
         .unwrap_or_default()
     }
 
-    async fn usage(&self) -> Usage {
-        let pid = self.server.as_ref().map_or(0, |s| s.pid);
-        let mut postgres = HashMap::new();
-        for p in self.postgres_pids().await {
+    /// CPU ticks of each PostgreSQL backend with this `application_name`.
+    pub(super) async fn postgres_ticks(&self, application: &str) -> HashMap<i32, u64> {
+        let mut ticks = HashMap::new();
+        for p in self.postgres_pids(application).await {
             if let Some(t) = procfs::cpu_ticks(p as u32) {
-                postgres.insert(p, t);
+                ticks.insert(p, t);
             }
         }
+        ticks
+    }
+
+    async fn usage(&self) -> Usage {
+        let pid = self.server.as_ref().map_or(0, |s| s.pid);
+        let postgres = self.postgres_ticks("bindery").await;
         Usage {
             at: Instant::now(),
             bindery: procfs::cpu_ticks(pid).unwrap_or(0),
@@ -141,7 +149,7 @@ impl Bench {
     }
 
     /// CPU µs per unit of work, from ticks.
-    fn per_unit(&self, ticks: u64, units: u64) -> f64 {
+    pub(super) fn per_unit(&self, ticks: u64, units: u64) -> f64 {
         ticks as f64 / self.ticks / units.max(1) as f64 * 1e6
     }
 

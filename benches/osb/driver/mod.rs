@@ -1,5 +1,6 @@
 //! The driver: database, server, workloads, report.
 
+mod compare;
 mod level;
 mod measure;
 mod report;
@@ -37,6 +38,10 @@ struct Bench {
     ticks: f64,
     db: Option<PgPool>,
     server: Option<Server>,
+    /// The reference server, while the comparison runs.
+    reference: Option<Server>,
+    /// The side-by-side comparison with the reference (first level).
+    comparisons: Vec<compare::Comparison>,
     /// Open-loop rates, fixed from the first level's closed-loop throughput.
     rates: HashMap<Kind, f64>,
     levels: Vec<Level>,
@@ -73,6 +78,8 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
         ticks: procfs::ticks_per_second(),
         db: None,
         server: None,
+        reference: None,
+        comparisons: Vec::new(),
         rates: HashMap::new(),
         levels: Vec::new(),
         cold_start: None,
@@ -83,6 +90,9 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     // Clean up whatever happened.
     if let Some(server) = bench.server.take() {
         server.stop(result.is_err()).await;
+    }
+    if let Some(reference) = bench.reference.take() {
+        reference.stop(result.is_err()).await;
     }
     if let Some(db) = bench.db.take() {
         db.close().await;
@@ -135,7 +145,7 @@ impl Bench {
 
     async fn start_server(&mut self) -> anyhow::Result<()> {
         let log = self.dir.join(format!("server-{}.log", self.levels.len()));
-        self.server = Some(Server::start(self.server_env(), log).await?);
+        self.server = Some(Server::start("server", self.server_env(), log).await?);
         Ok(())
     }
 

@@ -15,6 +15,7 @@ impl Bench {
         for level in &self.levels {
             write_level(&mut out, level);
         }
+        self.write_comparison(&mut out);
         out.push_str(&self.targets());
         out
     }
@@ -26,7 +27,7 @@ impl Bench {
         let _ = writeln!(out, "{facts}");
         let _ = writeln!(
             out,
-            "- options: {} s per run, {} closed-loop connections, burst {}, open-loop rate = {} × the first level's closed-loop throughput; bindery log filter: {}; DATABASE_URL sslmode: {}; database settings: {}",
+            "- options: {} s per run, {} closed-loop connections, burst {}, open-loop rate = {} × the first level's closed-loop throughput; bindery log filter: {}; DATABASE_URL sslmode: {}; database settings: {}; rounds against the reference: {}",
             o.seconds.as_secs_f64(),
             o.connections,
             group(o.burst),
@@ -44,7 +45,8 @@ impl Bench {
                     .map(|(n, v)| format!("{n}={v}"))
                     .collect::<Vec<_>>()
                     .join(", ")
-            }
+            },
+            o.rounds
         );
         if let Some(cold) = self.cold_start {
             let _ = writeln!(
@@ -74,6 +76,9 @@ impl Bench {
             "\n### Targets\n\n| target | measured | |\n|---|---|---|\n",
         ));
         self.throughput_targets(&mut table);
+        for (target, measured, met) in self.comparison_targets() {
+            table.line(&target, measured, Some(met));
+        }
         match self.levels.iter().position(|l| l.stored >= 1_000_000) {
             Some(i) => self.million_targets(&mut table, i),
             None => {
