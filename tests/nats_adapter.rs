@@ -214,21 +214,30 @@ fn settings(server: &PrivateNats) -> Value {
     json!({"command": [ADAPTER], "timeout_seconds": 30, "config": server.config()})
 }
 
+/// An instance of the NATS plan whose settings are `settings`.
+fn instance<'a>(
+    id: &'a str,
+    settings: &'a Value,
+    none: &'a Map<String, Value>,
+) -> InstanceSpec<'a> {
+    InstanceSpec {
+        instance_id: id,
+        service_id: "nats",
+        plan_id: "nats-account",
+        plan_settings: settings,
+        parameters: none,
+        context: None,
+        facts: None,
+    }
+}
+
 #[tokio::test]
 async fn bindings_talk_in_their_account_only_and_are_refused_after_unbind() {
     let server = PrivateNats::start();
     let settings = settings(&server);
     let none = Map::new();
     let read_only = json!({"read_only": true}).as_object().unwrap().clone();
-    let instance = |id| InstanceSpec {
-        instance_id: id,
-        service_id: "nats",
-        plan_id: "nats-account",
-        plan_settings: &settings,
-        parameters: &none,
-        context: None,
-        facts: None,
-    };
+    let instance = |id| instance(id, &settings, &none);
     let (a, b) = (instance("instance-a"), instance("instance-b"));
     let backend = ExecBackend::default();
     backend.provision(&a).await.unwrap();
@@ -296,15 +305,7 @@ async fn with_jetstream_a_binding_has_its_own_stream_until_unbind() {
     let settings = settings(&server);
     let none = Map::new();
     let read_only = json!({"read_only": true}).as_object().unwrap().clone();
-    let instance = |id| InstanceSpec {
-        instance_id: id,
-        service_id: "nats",
-        plan_id: "nats-account",
-        plan_settings: &settings,
-        parameters: &none,
-        context: None,
-        facts: None,
-    };
+    let instance = |id| instance(id, &settings, &none);
     let (a, b) = (instance("instance-a"), instance("instance-b"));
     let backend = ExecBackend::default();
     backend.provision(&a).await.unwrap();
