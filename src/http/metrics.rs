@@ -67,7 +67,13 @@ pub const FAMILIES: &[Family] = &[
         name: "bindery_backend_errors_total",
         kind: "counter",
         labels: &["backend", "action", "error"],
-        help: "backend calls that failed, by backend kind, action and error (unavailable or failed)",
+        help: "backend calls that failed, by backend kind, action and error (unavailable, failed or rejected)",
+    },
+    Family {
+        name: "bindery_backend_healthy",
+        kind: "gauge",
+        labels: &["service", "plan"],
+        help: "1 while the plan's service answers its backend's health check (exec adapters), else 0",
     },
     Family {
         name: "bindery_audit_events_lost_total",
