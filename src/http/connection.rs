@@ -234,7 +234,10 @@ impl<I: AsyncWrite + AsyncRead + Unpin> AsyncWrite for Connection<I> {
         let this = self.get_mut();
         let last = bufs.iter().rev().find(|b| !b.is_empty());
         if this.replacement.is_some() || last.is_some_and(|b| b.ends_with(b"\r\n\r\n")) {
-            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &**b);
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &**b);
             return Pin::new(this).poll_write(cx, first);
         }
         Pin::new(&mut this.io).poll_write_vectored(cx, bufs)

@@ -162,7 +162,11 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         .merge(osb)
         .merge(probes)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
-        .merge(if options.metrics_on_api_listener { metrics_router() } else { Router::new() })
+        .merge(if options.metrics_on_api_listener {
+            metrics_router()
+        } else {
+            Router::new()
+        })
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .layer(middleware::from_fn(metrics::track))
