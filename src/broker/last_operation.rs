@@ -64,6 +64,15 @@ impl Broker {
         {
             return Ok(self.poll_outcome(ctx, Some(op), false));
         }
+        // Without a token (a platform that lost it, e.g. after a restart), an instance's
+        // poll is one read too.
+        if matches!(polled, Polled::Instance(_)) && operation.is_none_or(str::is_empty) {
+            let Some(poll) = self.store.instance_poll(instance_id).await? else {
+                return Err(no_such("instance", instance_id));
+            };
+            let deleted = poll.state == InstanceState::Deleted;
+            return Ok(self.poll_outcome(ctx, poll.latest, deleted));
+        }
         let deleted = match polled {
             Polled::Instance(_) => match self.store.find_instance(instance_id).await? {
                 Some(instance) => instance.state == InstanceState::Deleted,

@@ -45,7 +45,7 @@ pub use model::{
     OperationTarget, Outcome, PlanUsage, SealedCredentials,
 };
 pub use postgres::PgStore;
-pub use row::{BindingRow, InstanceRow, OperationRow};
+pub use row::{BindingRow, InstancePoll, InstanceRow, OperationRow};
 pub use sqlite::SqliteStore;
 
 /// How to size and wait on the store's connections.

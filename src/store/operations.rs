@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use super::row::OPERATION_COLUMNS;
 use super::{
-    ClaimedOperation, NewOperation, OperationRecord, OperationRow, OperationTarget, Outcome, Store,
+    ClaimedOperation, InstancePoll, NewOperation, OperationRecord, OperationRow, OperationTarget,
+    Outcome, Store,
 };
 
 impl Store {
@@ -44,6 +45,31 @@ impl Store {
     ) -> Result<Option<OperationRecord>, sqlx::Error> {
         self.latest_operation("binding_id = $1 and kind <> 'revoke'", binding_id)
             .await
+    }
+
+    /// An instance's state and its newest instance-level operation in one statement (a
+    /// poll without a token: one round trip and one pool checkout instead of two, and
+    /// the instance's JSON columns are not read). `None` when no such instance exists.
+    pub async fn instance_poll(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<InstancePoll>, sqlx::Error> {
+        let newest_first = dispatch!(self, s => s.newest_first());
+        let operation: Vec<String> = OPERATION_COLUMNS
+            .split(',')
+            .map(|column| format!("o.{}", column.trim()))
+            .collect();
+        let statement = format!(
+            "select {}, i.state as instance_state from service_instance i \
+             left join operation o on o.operation_id = ( \
+                 select operation_id from operation \
+                 where instance_id = i.instance_id \
+                     and kind in ('provision', 'update', 'deprovision') \
+                 order by {newest_first} limit 1) \
+             where i.instance_id = $1",
+            operation.join(", ")
+        );
+        self.row_by(&statement, instance_id).await
     }
 
     /// The newest operation that `filter` (a fixed condition, never input; `$1` is

@@ -223,6 +223,29 @@ impl<R: Columns> FromRow<'_, R> for BindingRow {
     }
 }
 
+/// What a poll without an operation token needs, read in one statement: the instance's
+/// state and its newest instance-level operation (`None`: it has none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstancePoll {
+    /// The instance's life-cycle state (`Deleted` for a tombstone).
+    pub state: InstanceState,
+    /// Its newest provision, update or deprovision.
+    pub latest: Option<OperationRecord>,
+}
+
+/// From a row of the operation's columns (null when it has none) and `instance_state`.
+impl<R: Columns> FromRow<'_, R> for InstancePoll {
+    fn from_row(row: &R) -> Result<Self, sqlx::Error> {
+        let r = Reader { row, prefix: "" };
+        let state = InstanceState::parse(&r.get::<String>("instance_state")?);
+        let latest = match r.get::<Option<Uuid>>("operation_id")? {
+            Some(_) => Some(OperationRow::from_row(row)?.record),
+            None => None,
+        };
+        Ok(Self { state, latest })
+    }
+}
+
 impl<R: Columns> FromRow<'_, R> for OperationRow {
     fn from_row(row: &R) -> Result<Self, sqlx::Error> {
         let r = Reader { row, prefix: "" };

@@ -12,6 +12,7 @@ store_tests!(
     begin_instance_operation_needs_an_idle_instance_in_an_allowed_state,
     a_deprovision_waits_for_binding_operations_in_flight,
     concurrent_writes_all_succeed,
+    a_poll_reads_the_state_and_the_newest_instance_operation_at_once,
 );
 
 async fn insert_instance_stores_the_request_and_its_operation(t: TestStore) {
@@ -454,4 +455,44 @@ async fn concurrent_writes_all_succeed(t: TestStore) {
     }
     assert_eq!(t.store.count_rows().await.unwrap().instances, 24);
     assert_eq!(t.store.count_rows().await.unwrap().operations, 48);
+}
+
+async fn a_poll_reads_the_state_and_the_newest_instance_operation_at_once(t: TestStore) {
+    let store = &t.store;
+    assert_eq!(store.instance_poll("i-none").await.unwrap(), None);
+    let provision = provisioning(store, "i-1").await;
+    let poll = store.instance_poll("i-1").await.unwrap().unwrap();
+    assert_eq!(poll.state, InstanceState::Provisioning);
+    assert_eq!(
+        poll.latest.as_ref().map(|op| op.operation_id),
+        Some(provision)
+    );
+    // The same record the two reads it replaces give.
+    assert_eq!(
+        poll.latest,
+        store.latest_instance_operation("i-1").await.unwrap()
+    );
+    assert!(finish(store, provision, succeeded()).await);
+    // A binding's operation is not the instance's.
+    let bind = binding_creating(store, "i-1", "b-1").await;
+    assert!(finish(store, bind, succeeded()).await);
+    let poll = store.instance_poll("i-1").await.unwrap().unwrap();
+    assert_eq!(poll.state, InstanceState::Ready);
+    assert_eq!(poll.latest.map(|op| op.operation_id), Some(provision));
+    let deprovision = begin_on_instance(
+        store,
+        "i-1",
+        &[InstanceState::Ready],
+        OperationKind::Deprovision,
+        json!({}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(finish(store, deprovision, succeeded()).await);
+    let poll = store.instance_poll("i-1").await.unwrap().unwrap();
+    assert_eq!(poll.state, InstanceState::Deleted);
+    let latest = poll.latest.unwrap();
+    assert_eq!(latest.operation_id, deprovision);
+    assert_eq!(latest.kind, OperationKind::Deprovision);
 }
