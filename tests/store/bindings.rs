@@ -72,17 +72,7 @@ async fn insert_binding_needs_a_ready_idle_instance(t: TestStore) {
     );
 
     ready(store, "i-3").await;
-    let deprovision = begin_on_instance(
-        store,
-        "i-3",
-        &[InstanceState::Ready],
-        OperationKind::Deprovision,
-        json!({}),
-        None,
-    )
-    .await
-    .unwrap();
-    assert!(finish(store, deprovision, succeeded()).await);
+    deprovisioned(store, "i-3").await;
     assert_eq!(
         try_bind(&t, "i-3", "b-3").await,
         BindingInsert::InstanceUnavailable,

@@ -108,17 +108,7 @@ pub async fn populate(store: &Store) {
     // A deprovisioned instance and its binding: tombstones.
     ready(store, "i-gone").await;
     bound(store, "i-gone", "b-gone", Some(sealed("primary", b"x"))).await;
-    let deprovision = begin_on_instance(
-        store,
-        "i-gone",
-        &[InstanceState::Ready],
-        OperationKind::Deprovision,
-        json!({}),
-        None,
-    )
-    .await
-    .unwrap();
-    assert!(finish(store, deprovision, succeeded()).await);
+    deprovisioned(store, "i-gone").await;
 
     // A provision a worker holds, and a failed one.
     let empty = json!({});

@@ -151,17 +151,7 @@ async fn deprovision_succeeded_tombstones_the_instance_and_its_bindings(t: TestS
     ready(store, "i-other").await;
     bound(store, "i-other", "b-other", Some(sealed("k1", b"secret-2"))).await;
 
-    let deprovision = begin_on_instance(
-        store,
-        "i-1",
-        &[InstanceState::Ready],
-        OperationKind::Deprovision,
-        json!({}),
-        None,
-    )
-    .await
-    .unwrap();
-    assert!(finish(store, deprovision, succeeded()).await);
+    deprovisioned(store, "i-1").await;
     let row = instance_row(store, "i-1").await;
     assert_eq!(row.record.state, InstanceState::Deleted);
     assert!(row.deleted_at.is_some());
@@ -379,17 +369,7 @@ async fn backend_facts_are_kept_from_provision_and_update_and_cleared_by_a_new_p
     );
 
     // An instance deprovisioned and provisioned again under its id starts without facts.
-    let op = begin_on_instance(
-        store,
-        "i-1",
-        &[InstanceState::Ready],
-        OperationKind::Deprovision,
-        json!({}),
-        None,
-    )
-    .await
-    .unwrap();
-    assert!(finish(store, op, succeeded()).await);
+    deprovisioned(store, "i-1").await;
     let op = provisioning(store, "i-1").await;
     assert_eq!(
         store

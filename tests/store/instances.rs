@@ -325,17 +325,7 @@ async fn begin_instance_operation_needs_an_idle_instance_in_an_allowed_state(t: 
     assert_eq!(found.active_operation_id, Some(retry));
 
     // A tombstone takes nothing.
-    let deprovision = begin_on_instance(
-        store,
-        "i-1",
-        &[InstanceState::Ready],
-        OperationKind::Deprovision,
-        json!({}),
-        None,
-    )
-    .await
-    .unwrap();
-    assert!(finish(store, deprovision, succeeded()).await);
+    deprovisioned(store, "i-1").await;
     assert_eq!(
         begin_on_instance(
             store,
@@ -479,17 +469,7 @@ async fn a_poll_reads_the_state_and_the_newest_instance_operation_at_once(t: Tes
     let poll = store.instance_poll("i-1").await.unwrap().unwrap();
     assert_eq!(poll.state, InstanceState::Ready);
     assert_eq!(poll.latest.map(|op| op.operation_id), Some(provision));
-    let deprovision = begin_on_instance(
-        store,
-        "i-1",
-        &[InstanceState::Ready],
-        OperationKind::Deprovision,
-        json!({}),
-        None,
-    )
-    .await
-    .unwrap();
-    assert!(finish(store, deprovision, succeeded()).await);
+    let deprovision = deprovisioned(store, "i-1").await;
     let poll = store.instance_poll("i-1").await.unwrap().unwrap();
     assert_eq!(poll.state, InstanceState::Deleted);
     let latest = poll.latest.unwrap();

@@ -327,6 +327,23 @@ pub async fn bound(
     assert_eq!(found.state, BindingState::Ready);
 }
 
+/// Deprovisions a ready instance: starts the deprovision and finishes it successfully;
+/// its operation id.
+pub async fn deprovisioned(store: &Store, instance_id: &str) -> Uuid {
+    let op = begin_on_instance(
+        store,
+        instance_id,
+        &[InstanceState::Ready],
+        OperationKind::Deprovision,
+        json!({}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(finish(store, op, succeeded()).await);
+    op
+}
+
 /// Starts an operation on an instance; its id, or `None` when refused.
 pub async fn begin_on_instance(
     store: &Store,
